@@ -5,19 +5,24 @@ layers map these classes to wire codes in exactly one table (``server/errors.py`
 
     MNError
     ├── ValidationError          bad input: a manifest, an argument, a payload path
-    │   └── ManifestError        a bundle or manifest that does not validate (carries every error)
+    │   ├── ManifestError        a bundle or manifest that does not validate (carries every error)
+    │   │   └── BundleReloadInvalid   a registered bundle changed into an invalid one
+    │   └── MissingManifestSource     neither ``manifest_json`` nor ``_bundle_path`` was given
     ├── NotFoundError            an unknown job, agent, bundle or route
     │   ├── JobNotFound
     │   ├── AgentNotFound
     │   └── BundleNotFound
     ├── StateError               an operation the job's current state does not allow
+    │   └── RequirementsNotMet   required services are not passing
     ├── RetryLaterError          overloaded or back-pressured: try again later
+    │   └── ResourceOverloaded   the node's usable resources cannot admit the job
     ├── WaitTimeoutError         waiting for a job or a reply took too long
     ├── UnavailableError         the store or the node cannot serve the call now
     │   ├── StoreUnavailable
     │   └── ShuttingDown
     ├── ConfigError              a setting (environment variable, config file) is invalid
-    └── ExecutionError           a payload could not be run (staging, runner, encoding)
+    ├── ExecutionError           a payload could not be run (staging, runner, encoding)
+    └── FingerprintFailed        a bundle's files could not be fingerprinted
 
 Messages follow the spec's exact strings where it fixes them; otherwise they name the field
 and how to fix it.
@@ -30,6 +35,11 @@ from typing import Any
 __all__ = [
     "AgentNotFound",
     "BundleNotFound",
+    "BundleReloadInvalid",
+    "FingerprintFailed",
+    "MissingManifestSource",
+    "RequirementsNotMet",
+    "ResourceOverloaded",
     "ConfigError",
     "ExecutionError",
     "JobNotFound",
@@ -71,6 +81,21 @@ class ManifestError(ValidationError):
     """Raised when a bundle or manifest does not load or validate; ``errors`` lists every problem."""
 
 
+class BundleReloadInvalid(ManifestError):
+    """Raised when a bundle reload finds an invalid manifest (``Manifest validation failed: ...``)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__(errors)
+        self.message = f"Manifest validation failed: {'; '.join(errors)}"
+
+
+class MissingManifestSource(ValidationError):
+    """Raised when a submission names no manifest source (``manifest_json or _bundle_path is required``)."""
+
+    def __init__(self) -> None:
+        super().__init__("manifest_json or _bundle_path is required")
+
+
 class NotFoundError(MNError):
     """Raised when a named thing does not exist."""
 
@@ -104,8 +129,22 @@ class StateError(MNError):
     """Raised when the job's current status does not allow the operation."""
 
 
+class RequirementsNotMet(StateError):
+    """Raised when required services are not passing (``requirements_not_met: <detail>``)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"requirements_not_met: {detail}")
+
+
 class RetryLaterError(MNError):
     """Raised when the node is overloaded or a queue limit was hit; the caller may retry."""
+
+
+class ResourceOverloaded(RetryLaterError):
+    """Raised when usable resources cannot admit a job (``resource_overloaded: <detail>``)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"resource_overloaded: {detail}")
 
 
 class WaitTimeoutError(MNError):
@@ -133,3 +172,10 @@ class ConfigError(MNError):
 
 class ExecutionError(MNError):
     """Raised when a payload cannot be staged or started."""
+
+
+class FingerprintFailed(MNError):
+    """Raised when a bundle cannot be fingerprinted (``Fingerprint failed: <reason>``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"Fingerprint failed: {reason}")

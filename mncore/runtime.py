@@ -326,6 +326,33 @@ class Runtime:
             "source": "system_summary",
         }
 
+    async def agent_graph(self, job_id: str) -> dict[str, Any]:
+        """Agents and edges with message counts (api.md §4 ``GET /jobs/{id}/agent-graph``)."""
+        from . import event_views
+
+        record = await self.inspect_job(job_id)
+        agents = await self.store.get_agents(job_id)
+        events = await self.store.read_events(job_id)
+        return event_views.agent_graph(record, await self._manifest_of(record), agents, events)
+
+    async def dead_letters(self, job_id: str) -> dict[str, Any]:
+        """Messages routed to agents that do not exist (api.md §4 ``GET /jobs/{id}/dead-letters``)."""
+        from . import event_views
+
+        await self.inspect_job(job_id)
+        return event_views.dead_letters(job_id, await self.store.read_events(job_id))
+
+    async def _manifest_of(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        coordinator = self.coordinators.get(record["job_id"])
+        if coordinator is not None:
+            return coordinator.manifest
+        path = (record.get("manifest_ref") or {}).get("job_path")
+        try:
+            return (await asyncio.to_thread(load_bundle, path)).manifest if path else None
+        except Exception:  # the bundle is gone or no longer valid: the graph falls back to the agents
+            logger.info("manifest of job %s unavailable for its agent graph", record["job_id"])
+            return None
+
     async def reload_config(self) -> dict[str, Any]:
         """SIGHUP (runtime-lifecycle.md §7): re-read resource limits from the store, rescan bundles."""
         stored = await self.store.get_doc("resource:limits") or {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one mn
 
 
 def configure_logging(role: str = "cli", level: str | None = None) -> None:
-    level = level or os.environ.get("MN_LOG_LEVEL", "WARNING")
+    level = level or Settings.from_env().log_level or "WARNING"
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.WARNING),
         format=f"%(asctime)s %(levelname)s pid=%(process)d role={role} %(name)s: %(message)s",

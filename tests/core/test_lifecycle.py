@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, chain_manifest, module_manifest, types
+from engine_helpers import EXAMPLES, chain_manifest, module_manifest, types
 
 from mncore.errors import AgentNotFound, JobNotFound, ManifestError, StateError, WaitTimeoutError
 from mncore.runtime import Runtime

@@ -7,7 +7,7 @@ import shutil
 
 import mn_test_delegates as delegates
 import pytest
-from conftest import chain_manifest, module_manifest, types
+from engine_helpers import chain_manifest, module_manifest, types
 
 from mncore.config import Settings
 from mncore.runtime import Runtime

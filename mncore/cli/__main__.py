@@ -1,0 +1,7 @@
+"""``python -m mncore.cli`` = ``mn``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
