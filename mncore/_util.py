@@ -112,20 +112,7 @@ def dumps(value: Any, *, sort_keys: bool = False, indent: bool = False) -> bytes
         opts |= orjson.OPT_SORT_KEYS
     if indent:
         opts |= orjson.OPT_INDENT_2
-    try:
-        return orjson.dumps(value, default=_default, option=opts)
-    except orjson.JSONEncodeError as exc:
-        if "64-bit" not in str(exc):
-            raise
-        # integers beyond 64 bits: the stdlib encoder handles them (rare, never on a hot path)
-        return _json.dumps(
-            value,
-            default=_default,
-            sort_keys=sort_keys,
-            indent=2 if indent else None,
-            separators=None if indent else (",", ":"),
-            ensure_ascii=False,
-        ).encode("utf-8")
+    return orjson.dumps(value, default=_default, option=opts)
 
 
 def dumps_str(value: Any, **kwargs: Any) -> str:
@@ -145,7 +132,10 @@ def inspect(value: Any) -> str:
         return dumps_str(value)
     if isinstance(value, (int, float)):
         return repr(value)
-    return dumps_str(value)
+    try:
+        return dumps_str(value)
+    except TypeError:  # e.g. integers beyond 64 bits, which orjson refuses
+        return _json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr)
 
 
 _NAME_RE = re.compile(r"[^a-z0-9-]")

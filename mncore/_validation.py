@@ -11,14 +11,12 @@ well-formed input (wrong container types) so that nothing downstream raises Type
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ._util import dumps
-from ._util import inspect as _inspect
+from ._util import dumps, inspect
 
 __all__ = [
     "AGENT_ALIASES",
@@ -69,15 +67,6 @@ RELOAD_MODES: frozenset[str] = frozenset({"manual", "interval"})
 
 API_VERSION_ERROR = "apiVersion {} is not supported by this runtime yet; use the flat manifest_version 1.0 format"
 _NODE_MAPPINGS = ("config", "retry_policy", "checkpoint_policy", "spawn_policy")
-
-
-def inspect(value: Any) -> str:
-    """``_util.inspect``, but never raising: orjson refuses integers beyond 64 bits, which a
-    manifest given as a Python mapping (or parsed by the stdlib ``json``) may hold."""
-    try:
-        return _inspect(value)
-    except TypeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr)
 
 
 def allowed_templates(agent_type: Any) -> frozenset[str]:

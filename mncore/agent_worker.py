@@ -53,7 +53,6 @@ class AgentWorker:
         "node",
         "outbound_targets",
         "paused",
-        "placeholder",
         "processed",
         "restarts",
         "running",
@@ -78,7 +77,6 @@ class AgentWorker:
         self.processed = 0
         self.paused = False
         self.running = False  # False = missing (not started, or crashed)
-        self.placeholder = False  # created by a takeover: holds only messages that arrived since
         self.busy = False  # an async handle_message is in progress
         self.scheduled = False  # on the coordinator's ready queue
         self.dirty = False  # snapshot needs writing

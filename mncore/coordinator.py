@@ -126,19 +126,51 @@ class JobCoordinator(Dispatcher):
         self._launch()
 
     async def take_over(self, snapshots: list[dict[str, Any]]) -> None:
-        """Resume an active job from its agent snapshots (node restart): agents restart as missing."""
+        """Resume an active job from its agent snapshots (node restart).
+
+        Every agent is restarted from its snapshot at once, before any message moves, so no
+        message can reach an agent that is not restored yet. Each counts as a restart attempt.
+        """
         by_id = {s.get("agent_id"): s for s in snapshots}
         self.runtime_event("job_recovery_started")
+        restored = []
         for node in self.manifest["nodes"]:
-            w = self._new_worker(node)
-            w.placeholder = True
-            snap = by_id.get(node["node_id"])
-            if snap is not None:
-                w.restarts = int((snap.get("metadata") or {}).get("restart_count") or 0)
-            self.workers[w.agent_id] = w  # running=False: the health check restarts it
-        self._health_due = True
+            snapshot = by_id.get(node["node_id"])
+            restarts = int(((snapshot or {}).get("metadata") or {}).get("restart_count") or 0)
+            if not self.daemon and restarts >= self.max_restarts:
+                text = f"agent {node['node_id']} exceeded restart attempts ({self.max_restarts})"
+                self._fail({"agent_id": node["node_id"], "error": text}, text, node["node_id"])
+                await self._finalize()
+                return
+            try:
+                restored.append(self._restore(node, snapshot, restarts + 1, []))
+            except Exception as exc:
+                logger.exception("takeover of job %s failed", self.job_id)
+                text = f"agent {node['node_id']} could not be restarted: {exc}"
+                self._fail({"agent_id": node["node_id"], "error": text}, text, node["node_id"])
+                await self._finalize()
+                return
+        for w in restored:
+            self._recover(w)
         await self.rt.persister_flush()
         self._launch()
+
+    def _restore(self, node: dict[str, Any], snapshot: dict[str, Any] | None, attempt: int, arrived: list[Any]) -> AgentWorker:
+        """A new worker for ``node`` restored from ``snapshot``, registered and running."""
+        agent_id = node["node_id"]
+        self.runtime_event("agent_recovery_started", agent_id=agent_id, attempt=attempt)
+        w = self._new_worker(node)
+        if snapshot is not None:
+            w.restore_from(snapshot, arrived)
+        else:
+            w.state = w.agent.init(w.base_context["node"])
+            w.mailbox.extend(arrived)
+        w.restarts = attempt
+        w.running = True
+        self.workers[agent_id] = w
+        self.runtime_event("agent_recovered", agent_id=agent_id, attempt=attempt)
+        self.mark(w)
+        return w
 
     def _launch(self) -> None:
         for w in self.workers.values():
@@ -330,31 +362,19 @@ class JobCoordinator(Dispatcher):
         snapshot = await self.rt.store.get_agent(self.job_id, agent_id)
         if self.terminal or self.workers.get(agent_id) is not old:
             return
-        attempt = old.restarts + 1
-        self.runtime_event("agent_recovery_started", agent_id=agent_id, attempt=attempt)
         try:
-            w = self._new_worker(old.node)
-            if snapshot is not None:
-                w.restore_from(snapshot, self._arrived_since(old, snapshot))
-            else:
-                w.state = w.agent.init(w.base_context["node"])
-                w.mailbox.extend(old.mailbox)
-            w.restarts = attempt
-            w.running = True
+            w = self._restore(old.node, snapshot, old.restarts + 1, self._arrived_since(old, snapshot))
         except Exception as exc:
             logger.exception("restart of agent %s failed", agent_id)
-            old.restarts = attempt
+            old.restarts += 1
             self.agent_failed(old, f"agent {agent_id} could not be restarted: {exc}")
             return
-        self.workers[agent_id] = w
-        self.runtime_event("agent_recovered", agent_id=agent_id, attempt=attempt)
-        self.mark(w)
         self._recover(w)
 
     @staticmethod
-    def _arrived_since(old: AgentWorker, snapshot: dict[str, Any]) -> list[Any]:
+    def _arrived_since(old: AgentWorker, snapshot: dict[str, Any] | None) -> list[Any]:
         """Messages the snapshot does not hold yet (delivered while the flush was being written)."""
-        if old.placeholder:
+        if snapshot is None:
             return list(old.mailbox)
         known = {m.get("envelope", {}).get("message_id") for m in snapshot.get("pending_messages") or []}
         inflight = snapshot.get("inflight_message")

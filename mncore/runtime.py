@@ -102,7 +102,7 @@ class Runtime:
         deadline = loop.time() + grace
         self._drain_now = asyncio.Event()
         leases = self.execution.leases
-        leases.draining = True  # no new grants; waiting requests stay queued (their messages stay in-flight)
+        leases.start_draining()  # no new grants; waiting requests stay parked (their messages stay in-flight)
         while loop.time() < deadline and not self._drain_now.is_set():
             if not leases.leases():
                 return

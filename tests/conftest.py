@@ -25,7 +25,7 @@ from redis.retry import Retry
 #   redis_server_factory  start private servers (for fault tests: stop / kill / restart them)
 #
 # Without redis-server on PATH the Redis tests are skipped, unless MN_REQUIRE_REDIS=1 (CI), where
-# they fail. scripts/ensure-redis.sh installs it.
+# they fail. scripts/ensure-system-deps.sh installs it.
 # =================================================================================================
 
 REDIS_SERVER_BIN = shutil.which("redis-server")
@@ -42,9 +42,9 @@ def require_redis_server() -> str:
     if REDIS_SERVER_BIN is None:
         if os.environ.get("MN_REQUIRE_REDIS") == "1":
             pytest.fail(
-                "MN_REQUIRE_REDIS=1 but redis-server is not on PATH; run scripts/ensure-redis.sh", pytrace=False
+                "MN_REQUIRE_REDIS=1 but redis-server is not on PATH; run scripts/ensure-system-deps.sh", pytrace=False
             )
-        pytest.skip("redis-server is not on PATH (scripts/ensure-redis.sh installs it)")
+        pytest.skip("redis-server is not on PATH (scripts/ensure-system-deps.sh installs it)")
     return REDIS_SERVER_BIN
 
 

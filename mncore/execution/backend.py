@@ -75,7 +75,14 @@ class ExecutionService:
     def __init__(self, settings: Settings, backend: ExecutionBackend | None = None) -> None:
         self.settings = settings
         self.leases = LeaseManager(settings.pool_capacities)
-        self.backend: ExecutionBackend = backend or InlineBackend(settings)
+        if backend is None:
+            if settings.execution_mode == "process":
+                from .pools import ProcessBackend  # imports the worker side only where it is used
+
+                backend = ProcessBackend(settings, settings.pool_capacities)
+            else:
+                backend = InlineBackend(settings)
+        self.backend: ExecutionBackend = backend
         #: docker limits from the node's usable resources (``cpu_cores``, ``memory_gb``)
         self.limits: dict[str, Any] = {}
 
@@ -84,6 +91,7 @@ class ExecutionService:
 
     async def close(self) -> None:
         await self.backend.close()
+        self.leases.close()
 
     def resolve_runner(self, config: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         return resolve_runner(config, self.settings)

@@ -54,7 +54,7 @@ class BeaconMonitor:
         self._emit = emit
         self._attempt = attempt
         self._redact = redact
-        self._on_missed = on_missed
+        self.on_missed = on_missed
         self._sequence = 0
         self._tick: asyncio.TimerHandle | None = None
         self._deadline: asyncio.TimerHandle | None = None
@@ -115,5 +115,5 @@ class BeaconMonitor:
         self.missed = True
         payload = {"timeout_ms": self.timeout_ms, "last_beacon_at": self.last_beacon_at}
         safe_emit(self._emit, "agent_beacon_missed", payload)
-        if self._on_missed is not None:
-            self._on_missed()
+        if self.on_missed is not None:
+            self.on_missed()

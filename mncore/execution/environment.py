@@ -21,6 +21,7 @@ __all__ = [
     "build_command",
     "build_env",
     "placeholder_values",
+    "runtime_environ",
     "stringify",
     "substitute",
     "truthy",
@@ -38,6 +39,24 @@ _PLACEHOLDERS = ("input_file", "context_file", "message_file", "body_file", "wor
 _PYTHON_RE = re.compile(r"python(?:3(?:\.\d+)?)?")
 _PYTHON_LEAD_RE = re.compile(r"\s*(python(?:3(?:\.\d+)?)?)(?=\s|$)")
 _TRUE = frozenset(("1", "true", "yes", "on"))
+
+
+_environ_cache: list[Any] = [None, {}]
+
+
+def runtime_environ() -> dict[str, str]:
+    """A copy of the runtime's own environment (the host runner's base environment).
+
+    Decoding ``os.environ`` item by item costs more than spawning a small process here, so the
+    decoded copy is cached and reused while the raw environment is unchanged (compared in C).
+    """
+    raw = getattr(os.environ, "_data", None)
+    if not isinstance(raw, dict):
+        return dict(os.environ)
+    snapshot = tuple(raw.items())
+    if snapshot != _environ_cache[0]:
+        _environ_cache[0], _environ_cache[1] = snapshot, dict(os.environ)
+    return dict(_environ_cache[1])
 
 
 def truthy(value: Any) -> bool:

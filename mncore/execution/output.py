@@ -47,6 +47,20 @@ _MIN_SECRET = 6
 _MAX_BEACON_LINE = 1 << 20
 
 
+_secret_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _secret_keys_of(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The secret-looking names of ``env`` (cached by key set: the same names come back every run)."""
+    names = tuple(env)
+    found = _secret_keys.get(names)
+    if found is None:
+        if len(_secret_keys) > 4096:
+            _secret_keys.clear()
+        found = _secret_keys[names] = tuple(k for k in names if _SECRET_NAME_RE.search(k))
+    return found
+
+
 def truncation_marker(omitted: int) -> str:
     return f"[mn: output truncated, {omitted} bytes omitted]"
 
@@ -160,7 +174,7 @@ class Redactor:
     __slots__ = ("_re",)
 
     def __init__(self, env: Mapping[str, str]):
-        values = {v for k, v in env.items() if len(v) >= _MIN_SECRET and _SECRET_NAME_RE.search(k)}
+        values = {v for v in map(env.__getitem__, _secret_keys_of(env)) if len(v) >= _MIN_SECRET}
         ordered = sorted(values, key=len, reverse=True)  # longest first: a secret containing another
         self._re = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 

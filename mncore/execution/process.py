@@ -111,7 +111,7 @@ async def run_process(
         os.close(err_w)
     run = _Run(loop, proc, out_r, err_r, stdout, stderr, marker)
     if beacons is not None:
-        beacons._on_missed = run.kill_for_beacon
+        beacons.on_missed = run.kill_for_beacon
     run.start(timeout)
     try:
         await run.wait()
@@ -173,9 +173,8 @@ class _Run:
                 self._pidfd = -1
         if self._pidfd >= 0:
             loop.add_reader(self._pidfd, self._on_exit)
-        else:
-            fut = loop.run_in_executor(None, os.wait4, self.pid, 0)
-            fut.add_done_callback(lambda f: self._reaped(*f.result()) if not f.cancelled() else None)
+        else:  # no pidfd (old kernel): a thread per process blocks in wait4, as asyncio's watcher does
+            threading.Thread(target=self._wait_thread, name=f"mn-wait-{self.pid}", daemon=True).start()
         self._timers["sample"] = loop.call_later(FIRST_SAMPLE_S, self._sample)
         if timeout is not None:
             self._timers["timeout"] = loop.call_later(timeout, self._on_timeout)
@@ -259,6 +258,16 @@ class _Run:
         self._pidfd = -1
         self._reaped(pid, status, ru)
 
+    def _wait_thread(self) -> None:
+        try:
+            _, status, ru = os.wait4(self.pid, 0)
+        except ChildProcessError:
+            status, ru = 255 << 8, None
+        try:
+            self.loop.call_soon_threadsafe(self._reaped, self.pid, status, ru)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
     def _reaped(self, _pid: int, status: int, ru: Any) -> None:
         self.ended = time.monotonic()
         self.rusage = ru
@@ -318,7 +327,8 @@ class _Run:
         if self._killing:
             return
         self._killing = True
-        self._victims = collect_victims(self.pid, self.sampler.seen.values(), self.marker)
+        root = self.pid if self.returncode is None else None
+        self._victims = collect_victims(root, self.sampler.seen.values(), self.marker)
         signal_group(self.pid, signal.SIGTERM)
         for proc in self._victims:
             try:

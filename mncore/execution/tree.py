@@ -1,8 +1,9 @@
 """Process trees: sampling (peak RSS, descendants seen) and killing (executor-contract.md §6, §7).
 
-Sampling reads ``/proc/<pid>/task/<tid>/children`` and ``/proc/<pid>/statm`` directly: it runs
+Sampling reads ``/proc/<pid>/task/<tid>/children`` and ``/proc/<pid>/stat`` directly: it runs
 every ~50 ms per running payload, and psutil's ``children()`` scans every process on the host.
-psutil is used where identity matters (signalling a pid that may have been reused).
+psutil is used where identity matters (signalling a pid that may have been reused) and on the
+rare kill path.
 """
 
 from __future__ import annotations
@@ -101,18 +102,20 @@ class TreeSampler:
 
 
 def collect_victims(
-    root: int, seen: Iterable[psutil.Process] = (), marker: tuple[str, str] | None = None
+    root: int | None, seen: Iterable[psutil.Process] = (), marker: tuple[str, str] | None = None
 ) -> list[psutil.Process]:
-    """Every process to kill: the tree now, descendants seen earlier, and (``marker``) any process
-    whose environment holds ``NAME=value`` — that finds double-forked daemons that left the tree."""
+    """Every process to kill: the tree of ``root`` now (``None`` once the root was reaped: its pid
+    may belong to someone else), descendants seen earlier, and (``marker``) any process whose
+    environment holds ``NAME=value`` -- that finds double-forked daemons that left the tree."""
     victims: dict[int, psutil.Process] = {}
-    try:
-        proc = psutil.Process(root)
-        victims[root] = proc
-        for child in proc.children(recursive=True):
-            victims[child.pid] = child
-    except psutil.Error:
-        pass
+    if root is not None:
+        try:
+            proc = psutil.Process(root)
+            victims[root] = proc
+            for child in proc.children(recursive=True):
+                victims[child.pid] = child
+        except psutil.Error:
+            pass
     for proc in seen:
         if proc.pid not in victims and proc.is_running():
             victims[proc.pid] = proc

@@ -18,6 +18,7 @@ from typing import Any
 from .._util import dumps, now_iso, sanitize_name
 from ..errors import ExecutionError
 from ..message import decode_stored_body, encode_body
+from . import spares
 from .request import RunRequest
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ BODY_META_FILE = "mirror_neuron_body_meta.json"
 _FILES = (INPUT_FILE, MESSAGE_FILE, BODY_FILE, CONTEXT_FILE, BODY_META_FILE)
 _MAX_NAME = 63
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+_REWRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC  # a recycled file must exist and be ours
 _made_dirs: set[str] = set()
 
 
@@ -85,6 +87,8 @@ class Workspace:
     body: Any
     body_bytes: bytes
     simple: bool = True  # only the five files were written: removal needs no directory walk
+    recycle: bool = True  # may become a spare directory after the attempt (see ``spares``)
+    contents: tuple[bytes, ...] = ()  # the five files, in ``_FILES`` order
 
     def seen(self, filename: str) -> str:
         return f"{self.remote_dir}/{filename}"
@@ -92,6 +96,8 @@ class Workspace:
     def remove(self) -> None:
         """Delete the workspace; never raises (a leftover directory is logged)."""
         path = self.host_path
+        if self.simple and self.recycle and spares.give(os.path.dirname(path), path, _FILES):
+            return
         if self.simple:
             try:
                 for name in _FILES:
@@ -112,13 +118,50 @@ def stage(
     temp_dir: str,
     *,
     remote_root: str | None = None,
+    recycle: bool = True,
 ) -> Workspace:
     """Create the workspace for ``request``: uploads, workdir and the five files of §4.
 
-    ``remote_root`` is the workspace path as seen by the command (``None``: the host path).
+    ``remote_root`` is the workspace path as seen by the command (``None``: the host path);
+    ``recycle`` allows a spare directory to be reused (see :mod:`.spares`).
     Raises :class:`ExecutionError` with the spec's exact text for upload and encoding errors.
     """
     config = request.config
+    ws = _prepare(request)  # encodes everything first: a bad body fails before anything is created
+    contents = ws.contents
+    uploads = _upload_specs(config)
+    recycle = recycle and not uploads
+    host_path, sizes = _make_dir(temp_dir, runner, name, recycle)
+    recycled = sizes is not None
+    if sizes is not None and not _rewrite(host_path, contents, sizes):
+        shutil.rmtree(host_path, ignore_errors=True)  # not as we left it: start from scratch
+        host_path, _ = _make_dir(temp_dir, runner, name, False)
+        recycled = False
+    remote = host_path if remote_root is None else remote_root
+    ws.name, ws.host_path, ws.remote_dir, ws.workdir, ws.host_workdir = name, host_path, remote, remote, host_path
+    ws.recycle = recycle
+    try:
+        if uploads:
+            ws.simple = False
+            for source, target in uploads:
+                _copy_upload(request.payloads_path, host_path, source, target, sandbox_upload_path(config))
+        if not recycled:
+            for filename, data in zip(_FILES, contents, strict=True):
+                fd = os.open(f"{host_path}/{filename}", _WRITE_FLAGS, 0o644)
+                try:
+                    _write_all(fd, data)
+                finally:
+                    os.close(fd)
+        _map_workdir(ws, config, runner_is_host=remote_root is None)
+    except BaseException:
+        ws.simple = False
+        ws.remove()
+        raise
+    return ws
+
+
+def _prepare(request: RunRequest) -> Workspace:
+    """A workspace without a directory yet: the contents of the five files of §4."""
     message = request.message
     envelope = message.get("envelope") or {}
     body = decode_stored_body(message.get("body"))
@@ -133,34 +176,37 @@ def stage(
         "agent_state": {} if request.agent_state is None else request.agent_state,
         "timestamp": now_iso(),
     }
-    contents = (
+    ws = Workspace("", "", "", "", None, ctype, cenc, context, body, body_bytes)
+    ws.contents = (
         dumps(body, indent=True),
         _message_json(message, envelope, body),
         body_bytes,
         dumps(context),
         dumps({"content_type": ctype, "content_encoding": cenc}),
     )
-    host_path = _make_dir(temp_dir, runner, name)
-    remote = host_path if remote_root is None else remote_root
-    ws = Workspace(name, host_path, remote, remote, host_path, ctype, cenc, context, body, body_bytes)
+    return ws
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _rewrite(host_path: str, contents: tuple[bytes, ...], sizes: tuple[int, ...]) -> bool:
+    """Overwrite the five files of a recycled directory in place; False if any is not as expected."""
     try:
-        uploads = _upload_specs(config)
-        if uploads:
-            ws.simple = False
-            for source, target in uploads:
-                _copy_upload(request.payloads_path, host_path, source, target, sandbox_upload_path(config))
-        for filename, data in zip(_FILES, contents, strict=True):
-            fd = os.open(f"{host_path}/{filename}", _WRITE_FLAGS, 0o644)
+        for filename, data, old in zip(_FILES, contents, sizes, strict=True):
+            fd = os.open(f"{host_path}/{filename}", _REWRITE_FLAGS)
             try:
-                os.write(fd, data)
+                _write_all(fd, data)
+                if len(data) < old:
+                    os.ftruncate(fd, len(data))
             finally:
                 os.close(fd)
-        _map_workdir(ws, config, runner_is_host=remote_root is None)
-    except BaseException:
-        ws.simple = False
-        ws.remove()
-        raise
-    return ws
+    except OSError:
+        return False
+    return True
 
 
 def _message_json(message: dict[str, Any], envelope: dict[str, Any], body: Any) -> bytes:
@@ -175,17 +221,24 @@ def _message_json(message: dict[str, Any], envelope: dict[str, Any], body: Any) 
     )
 
 
-def _make_dir(temp_dir: str, runner: str, name: str) -> str:
+def _make_dir(temp_dir: str, runner: str, name: str, recycle: bool) -> tuple[str, tuple[int, ...] | None]:
+    """A new uniquely named workspace directory and, for a recycled spare, the sizes of its files.
+    Recyclable workspaces have mode 0700: their payloads run as the runtime's own user."""
     if temp_dir not in _made_dirs:
         os.makedirs(temp_dir, exist_ok=True)
         _made_dirs.add(temp_dir)
     path = f"{temp_dir}/mirror_neuron_{runner}_{name[:180]}_{os.urandom(6).hex()}"
+    if recycle:
+        sizes = spares.take(temp_dir, path)
+        if sizes is not None:
+            return path, sizes
+    mode = 0o700 if recycle else 0o755  # docker images may run as another user: let them read
     try:
-        os.mkdir(path, 0o755)
+        os.mkdir(path, mode)
     except FileNotFoundError:  # temp_dir was removed behind our back
         os.makedirs(temp_dir, exist_ok=True)
-        os.mkdir(path, 0o755)
-    return path
+        os.mkdir(path, mode)
+    return path, None
 
 
 def _map_workdir(ws: Workspace, config: dict[str, Any], *, runner_is_host: bool) -> None:

@@ -134,6 +134,7 @@ class SubprocessRunner(Runner):
 
     sandboxed: ClassVar[bool] = True  # minimal base env, paths seen under sandbox_upload_path
     python_fallback: ClassVar[bool] = True
+    recycle_workspaces: ClassVar[bool] = True  # see ``spares``; off where payloads may outlive the run
     timeout_error: ClassVar[str] = ""  # default: "<runner> command timed out"
 
     def workspace_name(self, request: RunRequest) -> str:
@@ -146,7 +147,9 @@ class SubprocessRunner(Runner):
 
     def stage(self, request: RunRequest, name: str) -> Workspace:
         remote = sandbox_upload_path(request.config) if self.sandboxed else None
-        return stage(request, self.name, name, self.settings.temp_dir, remote_root=remote)
+        return stage(
+            request, self.name, name, self.settings.temp_dir, remote_root=remote, recycle=self.recycle_workspaces
+        )
 
     @abc.abstractmethod
     async def execute(
@@ -175,22 +178,27 @@ class SubprocessRunner(Runner):
         finally:
             ws.remove()
 
+    def _plan(
+        self, request: RunRequest, ws: Workspace, node: str, notes: list[str]
+    ) -> tuple[dict[str, str], list[str] | None, float | None, int]:
+        """``(env, argv or None, timeout, output cap)``; raises :class:`ExecutionError`."""
+        config = request.config
+        env = build_env(request, ws, node, self.base_env())
+        argv = build_command(
+            config.get("command"),
+            placeholder_values(request, ws),
+            max_length=self.settings.max_command_length,
+            search_path=env.get("PATH", "") if self.python_fallback else None,
+            notes=notes,
+        )
+        return env, argv, timeout_seconds(config), max_output_bytes(config, self.settings)
+
     async def _run_staged(self, request: RunRequest, emit: Emit, ws: Workspace, started: float) -> AttemptOutcome:
         config = request.config
         node = self.node_name(request)
         notes: list[str] = []
         try:
-            env = build_env(request, ws, node, self.base_env())
-            search = env.get("PATH", "") if self.python_fallback else None
-            argv = build_command(
-                config.get("command"),
-                placeholder_values(request, ws),
-                max_length=self.settings.max_command_length,
-                search_path=search,
-                notes=notes,
-            )
-            timeout = timeout_seconds(config)
-            cap = max_output_bytes(config, self.settings)
+            env, argv, timeout, cap = self._plan(request, ws, node, notes)
         except ExecutionError as exc:
             return self.start_error(request, ws.name, str(exc))
         redact = Redactor(env)

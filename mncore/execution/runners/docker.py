@@ -32,11 +32,12 @@ from ...errors import ExecutionError
 from ..beacons import BeaconMonitor
 from ..environment import MINIMAL_ENV, truthy
 from ..output import StreamCapture
-from ..process import KILL_GRACE_S, SAMPLE_INTERVAL_S, ProcessResult
+from ..process import KILL_GRACE_S, ProcessResult
 from ..request import RunRequest
-from ..tree import TreeSampler, collect_victims, kill_all
+from ..tree import TreeSampler
 from ..workspace import Workspace, sandbox_upload_path, stage
 from .base import SubprocessRunner
+from .docker_drive import ContainerDrive, Drive, ExecDrive, container_limits, sample_loop, threadsafe
 
 logger = logging.getLogger(__name__)
 
@@ -44,32 +45,6 @@ __all__ = ["DockerRunner", "container_limits"]
 
 _available: dict[str, tuple[bool, str]] = {}
 _SLEEP_FOREVER = ["sleep", "2147483647"]
-
-
-def container_limits(limits: dict[str, Any], resources: dict[str, Any]) -> dict[str, Any]:
-    """``nano_cpus`` / ``mem_limit`` from usable ``cpu_cores``/``memory_gb``, lowered by the node's
-    ``resources.cpu_cores``/``memory_mb``; nothing when neither is known."""
-    cpus = _positive(limits.get("cpu_cores"))
-    wanted = _positive(resources.get("cpu_cores"))
-    if wanted is not None and (cpus is None or wanted < cpus):
-        cpus = wanted
-    mem_mb = _positive(limits.get("memory_gb"))
-    mem_mb = mem_mb * 1024 if mem_mb is not None else None
-    wanted = _positive(resources.get("memory_mb"))
-    if wanted is not None and (mem_mb is None or wanted < mem_mb):
-        mem_mb = wanted
-    out: dict[str, Any] = {}
-    if cpus is not None:
-        out["nano_cpus"] = int(cpus * 1e9)
-    if mem_mb is not None:
-        out["mem_limit"] = f"{max(int(mem_mb), 6)}m"
-    return out
-
-
-def _positive(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        return None
-    return float(value)
 
 
 def _shared(config: dict[str, Any]) -> bool:
@@ -85,6 +60,7 @@ class _SharedContainer:
 class DockerRunner(SubprocessRunner):
     name = "docker"
     python_fallback = False
+    recycle_workspaces = False  # container processes may write as another user
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -95,7 +71,7 @@ class DockerRunner(SubprocessRunner):
 
     @classmethod
     def available(cls, settings: Settings) -> tuple[bool, str]:
-        key = os.environ.get("DOCKER_HOST", "")
+        key = "default"  # the SDK reads DOCKER_HOST itself
         if key not in _available:
             try:
                 import docker
@@ -129,7 +105,7 @@ class DockerRunner(SubprocessRunner):
             return super().stage(request, name)
         host_dir = os.path.join(self.settings.temp_dir, f"mirror_neuron_docker_{self._shared_name(request)}")
         os.makedirs(host_dir, exist_ok=True)
-        return stage(request, self.name, name, host_dir, remote_root=None)
+        return stage(request, self.name, name, host_dir, remote_root=None, recycle=False)
 
     @staticmethod
     def _shared_name(request: RunRequest) -> str:
@@ -150,24 +126,42 @@ class DockerRunner(SubprocessRunner):
         beacons: BeaconMonitor,
         notes: list[str],
     ) -> tuple[ProcessResult, int]:
-        config = request.config
-        image = config.get("image") or config.get("docker_worker_image")
+        image = request.config.get("image") or request.config.get("docker_worker_image")
         if not image:
             raise ExecutionError("docker runner requires config.image")
+        try:
+            return await self._execute(request, ws, env, argv, captures, timeout, beacons, str(image))
+        except ExecutionError:
+            raise
+        except Exception as exc:  # the daemon or the SDK failed: the attempt fails, the executor lives
+            raise ExecutionError(f"docker runner failed: {exc}") from exc
+
+    async def _execute(
+        self,
+        request: RunRequest,
+        ws: Workspace,
+        env: dict[str, str],
+        argv: list[str],
+        captures: tuple[StreamCapture, StreamCapture],
+        timeout: float | None,
+        beacons: BeaconMonitor,
+        image: str,
+    ) -> tuple[ProcessResult, int]:
+        config = request.config
         loop = asyncio.get_running_loop()
-        feeds = (_threadsafe(loop, captures[0].feed), _threadsafe(loop, captures[1].feed))
-        drive: _Drive
+        feeds = (threadsafe(loop, captures[0].feed), threadsafe(loop, captures[1].feed))
+        drive: Drive
         if _shared(config):
-            shared = await self._call(self._shared_container, request, str(image))
-            drive = _ExecDrive(self.client(), shared.container, argv, env, ws.workdir, feeds)
+            shared = await self._call(self._shared_container, request, image)
+            drive = ExecDrive(self.client(), shared.container, argv, env, ws.workdir, feeds)
         else:
-            kwargs = self._container_kwargs(request, ws, env, argv, str(image))
+            kwargs = self._container_kwargs(request, ws, env, argv, image)
             container = await self._call(self._create, kwargs)
-            drive = _ContainerDrive(container, feeds)
+            drive = ContainerDrive(container, feeds)
         try:
             return await self._supervise(drive, loop, timeout, beacons)
         finally:
-            if isinstance(drive, _ContainerDrive):
+            if isinstance(drive, ContainerDrive):
                 await self._call(drive.remove)
 
     def _container_kwargs(
@@ -212,19 +206,19 @@ class DockerRunner(SubprocessRunner):
             raise ExecutionError(f"docker image {image} is not available: {exc}") from exc
 
     async def _supervise(
-        self, drive: _Drive, loop: asyncio.AbstractEventLoop, timeout: float | None, beacons: BeaconMonitor
+        self, drive: Drive, loop: asyncio.AbstractEventLoop, timeout: float | None, beacons: BeaconMonitor
     ) -> tuple[ProcessResult, int]:
         result = ProcessResult(exit_code=0)
         started = loop.time()
         sampling: dict[str, Any] = {}
-        drive.on_pid = _threadsafe(loop, lambda pid: _sample_loop(loop, sampling, pid))
+        drive.on_pid = threadsafe(loop, lambda pid: sample_loop(loop, sampling, pid))
         fut = loop.run_in_executor(self._pool, drive.run)
 
         def on_missed() -> None:
             result.beacon_missed = True
             self._stop(drive)
 
-        beacons._on_missed = on_missed
+        beacons.on_missed = on_missed
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
@@ -246,7 +240,7 @@ class DockerRunner(SubprocessRunner):
             result.cpu_user_ms, result.cpu_system_ms = sampler.cpu_user_ms, sampler.cpu_system_ms
         return result, code
 
-    def _stop(self, drive: _Drive) -> asyncio.Future[Any]:
+    def _stop(self, drive: Drive) -> asyncio.Future[Any]:
         return asyncio.ensure_future(self._call(drive.stop))
 
     # -- shared containers ------------------------------------------------------------------------
@@ -292,108 +286,3 @@ class DockerRunner(SubprocessRunner):
             except Exception as exc:
                 logger.warning("could not remove shared container %s: %s", shared.container.name, exc)
             shutil.rmtree(shared.host_dir, ignore_errors=True)
-
-
-def _threadsafe(loop: asyncio.AbstractEventLoop, fn: Callable[[Any], None]) -> Callable[[Any], None]:
-    def call(value: Any) -> None:
-        loop.call_soon_threadsafe(fn, value)
-
-    return call
-
-
-def _sample_loop(loop: asyncio.AbstractEventLoop, state: dict[str, Any], pid: int) -> None:
-    sampler = state.setdefault("sampler", TreeSampler(pid))
-    sampler.sample()
-    state["handle"] = loop.call_later(SAMPLE_INTERVAL_S, _sample_loop, loop, state, pid)
-
-
-class _Drive:
-    """Blocking driver of one docker execution, run on the runner's thread pool."""
-
-    def __init__(self, feeds: tuple[Callable[[Any], None], Callable[[Any], None]]) -> None:
-        self.feeds = feeds
-        self.on_pid: Callable[[int], None] = lambda pid: None
-
-    def pump(self, stream: Any) -> None:
-        try:
-            for out, err in stream:
-                if out:
-                    self.feeds[0](out)
-                if err:
-                    self.feeds[1](err)
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-
-    def run(self) -> int:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-
-class _ContainerDrive(_Drive):
-    def __init__(self, container: Any, feeds: Any) -> None:
-        super().__init__(feeds)
-        self.container = container
-
-    def run(self) -> int:
-        stream = self.container.attach(stdout=True, stderr=True, stream=True, demux=True, logs=True)
-        self.container.start()
-        self.container.reload()
-        pid = int(self.container.attrs.get("State", {}).get("Pid") or 0)
-        if pid:
-            self.on_pid(pid)
-        self.pump(stream)
-        return int(self.container.wait()["StatusCode"])
-
-    def stop(self) -> None:
-        try:
-            self.container.stop(timeout=int(KILL_GRACE_S))
-        except Exception as exc:
-            logger.debug("stopping container failed: %s", exc)
-
-    def remove(self) -> None:
-        try:
-            self.container.remove(force=True)
-        except Exception as exc:
-            logger.warning("could not remove container %s: %s", getattr(self.container, "name", "?"), exc)
-
-
-class _ExecDrive(_Drive):
-    def __init__(self, client: Any, container: Any, argv: list[str], env: dict[str, str], workdir: str, feeds: Any):
-        super().__init__(feeds)
-        self.api = client.api
-        self.container = container
-        self.argv, self.env, self.workdir = argv, env, workdir
-        self.exec_id: str | None = None
-
-    def run(self) -> int:
-        created = self.api.exec_create(
-            self.container.id, self.argv, stdout=True, stderr=True, environment=self.env, workdir=self.workdir
-        )
-        self.exec_id = created["Id"]
-        stream = self.api.exec_start(self.exec_id, stream=True, demux=True)
-        pid = int(self.api.exec_inspect(self.exec_id).get("Pid") or 0)
-        if pid:
-            self.on_pid(pid)
-        self.pump(stream)
-        code = self.api.exec_inspect(self.exec_id).get("ExitCode")
-        return int(code) if code is not None else 137
-
-    def stop(self) -> None:
-        """Docker has no exec-kill: signal the exec's process tree from the host."""
-        if self.exec_id is None:
-            return
-        pid = int(self.api.exec_inspect(self.exec_id).get("Pid") or 0)
-        if not pid:
-            return
-        victims = collect_victims(pid)
-        for proc in victims:
-            try:
-                proc.terminate()
-            except Exception:
-                pass
-        threading.Event().wait(KILL_GRACE_S)
-        kill_all(victims)

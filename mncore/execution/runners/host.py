@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from ..beacons import BeaconMonitor
+from ..environment import runtime_environ
 from ..output import StreamCapture
 from ..process import ProcessResult, run_process
 from ..request import RunRequest
@@ -22,7 +21,7 @@ class HostRunner(SubprocessRunner):
     timeout_error = "host local command timed out"
 
     def base_env(self) -> dict[str, str]:
-        return dict(os.environ)
+        return runtime_environ()
 
     async def execute(
         self,

@@ -137,19 +137,11 @@ class PythonRunner(Runner):
             beacons.start()
         before = resource.getrusage(resource.RUSAGE_THREAD)
         t0 = time.monotonic()
-        exit_code, value, trace, error = 0, None, "", None
         try:
-            value = fn(payload)
-            if pyinspect.isawaitable(value):
-                value = await asyncio.wait_for(value, timeout) if timeout else await value
-        except TimeoutError:
-            exit_code, error = 1, "python command timed out"
+            exit_code, value, trace, error = await _invoke(fn, payload, timeout)
         except asyncio.CancelledError:
             beacons.stop()
             raise
-        except BaseException as exc:  # the payload's exception is the attempt's failure
-            exit_code, trace = 1, traceback.format_exc()
-            error = f"python callable raised {type(exc).__name__}: {exc}"
         usage = _usage(before, t0)
         stdout, stderr = StreamCapture(cap), StreamCapture(cap)
         structured, text = None, ""
@@ -172,6 +164,38 @@ class PythonRunner(Runner):
         if beacons.enabled:
             beacons.finish(outcome.ok)
         return outcome
+
+
+async def _invoke(
+    fn: Callable[..., Any], payload: dict[str, Any], timeout: float | None
+) -> tuple[int, Any, str, str | None]:
+    """Call the payload: ``(exit_code, return value, traceback text, error text or None)``."""
+    try:
+        value = fn(payload)
+        if pyinspect.isawaitable(value):
+            value = await _await(value, timeout)
+    except _Timeout:
+        return 1, None, "", "python command timed out"
+    except (Exception, SystemExit) as exc:  # the payload's exception is the attempt's failure
+        code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code else 1
+        return code, None, traceback.format_exc(), f"python callable raised {type(exc).__name__}: {exc}"
+    return 0, value, "", None
+
+
+class _Timeout(Exception):
+    """Our own timeout of an awaited callable (a TimeoutError raised by the payload is its error)."""
+
+
+async def _await(value: Any, timeout: float | None) -> Any:
+    if not timeout:
+        return await value
+    try:
+        async with asyncio.timeout(timeout) as scope:
+            return await value
+    except TimeoutError:
+        if scope.expired():
+            raise _Timeout from None
+        raise
 
 
 def _interpret(value: Any) -> tuple[str, dict[str, Any] | None]:
