@@ -155,7 +155,9 @@ class JobCoordinator(Dispatcher):
         await self.rt.persister_flush()
         self._launch()
 
-    def _restore(self, node: dict[str, Any], snapshot: dict[str, Any] | None, attempt: int, arrived: list[Any]) -> AgentWorker:
+    def _restore(
+        self, node: dict[str, Any], snapshot: dict[str, Any] | None, attempt: int, arrived: list[Any]
+    ) -> AgentWorker:
         """A new worker for ``node`` restored from ``snapshot``, registered and running."""
         agent_id = node["node_id"]
         self.runtime_event("agent_recovery_started", agent_id=agent_id, attempt=attempt)
@@ -203,6 +205,8 @@ class JobCoordinator(Dispatcher):
 
     def agent_failed(self, w: AgentWorker, reason: Any) -> None:
         w.busy = False
+        w.frozen_recovery = None
+        self.mark(w)  # its snapshot shows the failure (e.g. an executor's last_error)
         if self.terminal:
             return
         text = error_envelope.message_of(reason)
