@@ -10,9 +10,11 @@ file when ``write_batch`` returns, so it survives a crash or kill of this proces
 or OS crash may lose the last transactions. ``synchronous="FULL"`` (``sqlite:///path?synchronous=FULL``)
 also fsyncs the WAL on every commit, for power-loss durability at a cost per batch.
 
-Tables: ``jobs`` (the job set and records), ``events`` (primary key ``(job_id, seq)``; appends are
-``INSERT OR IGNORE``, so re-writing a batch stores nothing twice), ``agents``, ``leases`` and
-``docs`` (``expires_at`` in wall-clock ms: several processes may share the file), ``nodes``.
+Tables: ``jobs`` (the job set and records), ``event_chunks`` (a job's events in runs of at most
+``CHUNK`` consecutive events, one JSON array per row, keyed ``(job_id, first_seq)``: one encode
+call and one row per batch instead of one per event; a re-written batch appends only what is not
+stored yet, so nothing is stored twice), ``agents``, ``leases`` and ``docs`` (``expires_at`` in
+wall-clock ms: several processes may share the file), ``nodes``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._util import dumps_str, loads
+from .._util import dumps, dumps_str, loads
 from ..errors import ConfigError, StoreUnavailable
 from .base import Batch, Doc, Store, gap_error, wall_ms
 
@@ -36,21 +38,23 @@ T = TypeVar("T")
 _SCHEMA = """
 BEGIN;
 CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    job_id TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (job_id, seq));
+CREATE TABLE IF NOT EXISTS event_chunks (
+    job_id TEXT NOT NULL, first_seq INTEGER NOT NULL, n INTEGER NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (job_id, first_seq));
 CREATE TABLE IF NOT EXISTS agents (
     job_id TEXT NOT NULL, agent_id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (job_id, agent_id));
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS docs (key TEXT PRIMARY KEY, body TEXT NOT NULL, expires_at INTEGER);
 CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY);
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 COMMIT;
 """
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 _Conn = sqlite3.Connection
-_Group = tuple[str, int, list[str]]
+_Group = tuple[str, int, list[tuple[int, bytes]]]  # job, first seq, [(count, JSON array)]
+CHUNK = 1000
 _Row2 = tuple[str, str]
 _Row3 = tuple[str, str, str]
 
@@ -68,32 +72,64 @@ def _transaction(conn: _Conn) -> Iterator[None]:
 
 
 def _stored_count(conn: _Conn, job_id: str) -> int:
-    # Events are contiguous from seq 0, so MAX(seq) + 1 is the count (one index probe, not a scan).
-    row = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE job_id = ?", (job_id,)).fetchone()
-    return int(row[0])
+    # Chunks are contiguous from seq 0: the last one ends where the stored events end (one index probe).
+    row = conn.execute(
+        "SELECT first_seq + n FROM event_chunks WHERE job_id = ? ORDER BY first_seq DESC LIMIT 1", (job_id,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _encode_chunks(events: list[Doc]) -> list[tuple[int, bytes]]:
+    return [(len(part), dumps(part)) for part in (events[i : i + CHUNK] for i in range(0, len(events), CHUNK))]
+
+
+def _new_rows(conn: _Conn, job_id: str, first_seq: int, chunks: list[tuple[int, bytes]]) -> list[tuple[Any, ...]]:
+    """The chunk rows to insert: whatever of the group is already stored (a retried batch) is skipped."""
+    stored = _stored_count(conn, job_id)
+    if first_seq > stored:
+        raise gap_error(job_id, first_seq, stored)
+    rows: list[tuple[Any, ...]] = []
+    seq = first_seq
+    for count, body in chunks:
+        if seq + count > stored:
+            if seq < stored:  # partly stored: keep the tail (rare: a batch re-sent after a failed write)
+                tail = loads(body)[stored - seq :]
+                rows.append((job_id, stored, len(tail), dumps(tail)))
+            else:
+                rows.append((job_id, seq, count, body))
+        seq += count
+    return rows
 
 
 def _apply_batch(conn: _Conn, jobs: list[_Row2], groups: list[_Group], agents: list[_Row3]) -> None:
     with _transaction(conn):
-        rows: list[tuple[str, int, str]] = []
-        for job_id, first_seq, bodies in groups:
-            stored = _stored_count(conn, job_id)
-            if first_seq > stored:
-                raise gap_error(job_id, first_seq, stored)
-            rows.extend((job_id, seq, bodies[seq - first_seq]) for seq in range(stored, first_seq + len(bodies)))
+        rows: list[tuple[Any, ...]] = []
+        for job_id, first_seq, chunks in groups:
+            rows.extend(_new_rows(conn, job_id, first_seq, chunks))
         conn.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?)", jobs)
-        conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", rows)
+        conn.executemany("INSERT INTO event_chunks VALUES (?, ?, ?, ?)", rows)
         conn.executemany("INSERT OR REPLACE INTO agents VALUES (?, ?, ?)", agents)
 
 
-# Python slice semantics in one statement (one snapshot): negative bounds count from the stored end.
-_READ_EVENTS = """
-WITH n AS (SELECT COALESCE(MAX(seq) + 1, 0) AS c FROM events WHERE job_id = :job)
-SELECT body FROM events, n WHERE job_id = :job
-  AND seq >= CASE WHEN :start < 0 THEN n.c + :start ELSE :start END
-  AND seq < CASE WHEN :stop IS NULL THEN n.c WHEN :stop < 0 THEN n.c + :stop ELSE :stop END
-ORDER BY seq
-"""
+def _read_range(conn: _Conn, job_id: str, start: int, stop: int | None) -> list[Doc]:
+    """Python slice semantics over the job's events, in one read transaction."""
+    conn.execute("BEGIN")
+    try:
+        count = _stored_count(conn, job_id)
+        lo, hi, _ = slice(start, stop).indices(count)
+        if lo >= hi:
+            return []
+        out: list[Doc] = []
+        query = (
+            "SELECT first_seq, body FROM event_chunks WHERE job_id = ? AND first_seq > ? AND first_seq < ?"
+            " ORDER BY first_seq"
+        )
+        for first, body in conn.execute(query, (job_id, lo - CHUNK, hi)):
+            part = loads(body)
+            out.extend(part[max(lo - first, 0) : hi - first])
+        return out
+    finally:
+        conn.execute("COMMIT")
 
 
 class SQLiteStore(Store):
@@ -188,7 +224,7 @@ class SQLiteStore(Store):
 
     async def _write_batch(self, batch: Batch) -> None:
         jobs = [(job_id, dumps_str(record)) for job_id, record in batch.jobs.items()]
-        groups = [(job_id, first, [dumps_str(e) for e in events]) for job_id, (first, events) in batch.events.items()]
+        groups = [(job_id, first, _encode_chunks(events)) for job_id, (first, events) in batch.events.items()]
         agents = [
             (job_id, agent_id, dumps_str(snapshot))
             for job_id, snapshots in batch.agents.items()
@@ -212,8 +248,7 @@ class SQLiteStore(Store):
         return await self._column("SELECT job_id FROM jobs")
 
     async def _read_events(self, job_id: str, start: int, stop: int | None) -> list[Doc]:
-        params = {"job": job_id, "start": start, "stop": stop}
-        return [loads(body) for body in await self._column(_READ_EVENTS, params)]
+        return await self._call(False, _read_range, job_id, start, stop)
 
     async def _count_events(self, job_id: str) -> int:
         return await self._call(False, _stored_count, job_id)
@@ -229,7 +264,7 @@ class SQLiteStore(Store):
     async def _delete_job(self, job_id: str) -> None:
         def delete(conn: _Conn) -> None:
             with _transaction(conn):
-                for table in ("jobs", "events", "agents"):
+                for table in ("jobs", "event_chunks", "agents"):
                     conn.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
 
         await self._call(True, delete)

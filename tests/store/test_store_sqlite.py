@@ -27,7 +27,9 @@ async def test_creates_the_file_in_wal_mode_with_json_text(tmp_path: Path) -> No
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         body, kind = conn.execute("SELECT body, typeof(body) FROM jobs WHERE job_id = 'j'").fetchone()
         assert (body, kind) == (dumps_str(record), "text")  # the same JSON document Redis holds
-        assert conn.execute("SELECT job_id, seq FROM events").fetchall() == [("j", 0)]
+        chunks = conn.execute("SELECT job_id, first_seq, n, body FROM event_chunks").fetchall()
+        assert [c[:3] for c in chunks] == [("j", 0, 1)]  # one row per run of events, a JSON array
+        assert json.loads(chunks[0][3]) == [{"type": "job_pending", "job_id": "j"}]
         assert json.loads(conn.execute("SELECT body FROM docs").fetchone()[0]) == {"cpu": 1}
     conn.close()
 
@@ -82,3 +84,23 @@ def test_synchronous_must_be_a_sqlite_level(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="synchronous"):
         SQLiteStore(tmp_path / "s.sqlite3", synchronous="sometimes")
+
+
+async def test_events_are_stored_in_chunks_and_read_across_them(tmp_path: Path) -> None:
+    from mncore.store import sqlite as backend
+
+    events = [{"type": "e", "job_id": "j", "i": i} for i in range(2 * backend.CHUNK + 5)]
+    async with SQLiteStore(tmp_path / "s.sqlite3") as store:
+        await store.write_batch(Batch(events={"j": (0, events[:7])}))
+        await store.write_batch(Batch(events={"j": (0, events)}))  # a re-sent batch: only the rest is added
+        assert await store.count_events("j") == len(events)
+        assert await store.read_events("j") == events
+        assert (
+            await store.read_events("j", backend.CHUNK - 2, backend.CHUNK + 3)
+            == events[backend.CHUNK - 2 : backend.CHUNK + 3]
+        )
+        assert await store.read_events("j", -3) == events[-3:]
+    with sqlite3.connect(tmp_path / "s.sqlite3") as conn:
+        sizes = [n for (n,) in conn.execute("SELECT n FROM event_chunks ORDER BY first_seq")]
+    conn.close()
+    assert sizes == [7, backend.CHUNK - 7, backend.CHUNK, 5]  # the stored head was cut off the re-sent chunk
