@@ -31,8 +31,8 @@ test-pure: install
 	MNCORE_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(PY) -m ruff check mncore server tests benchmarks
-	$(PY) -m ruff format --check mncore server tests benchmarks
+	$(PY) -m ruff check mncore server mn_sdk tests benchmarks scripts
+	$(PY) -m ruff format --check mncore server mn_sdk tests benchmarks scripts
 	$(PY) -m mypy
 
 bench: install

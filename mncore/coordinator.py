@@ -256,7 +256,11 @@ class JobCoordinator(Dispatcher):
             logger.exception("sandbox cleanup of job %s failed", self.job_id)
         for w in self.workers.values():
             w.running = False
-        await self.rt.persister_flush()
+        # Issue #5 fix: wait out a store outage here. A plain flush raised StoreUnavailable when the
+        # store was down at the terminal transition, killing this task: `done` was never set, the
+        # lease never released, and the job hung forever.
+        if self.rt.persister is not None:
+            await self.rt.persister.flush_durable()
         await self._release_job_lease()
         if self._ticker_task is not None:
             self._ticker_task.cancel()

@@ -22,7 +22,10 @@ layers map these classes to wire codes in exactly one table (``server/errors.py`
     │   └── ShuttingDown
     ├── ConfigError              a setting (environment variable, config file) is invalid
     ├── ExecutionError           a payload could not be run (staging, runner, encoding)
-    └── FingerprintFailed        a bundle's files could not be fingerprinted
+    ├── FingerprintFailed        a bundle's files could not be fingerprinted
+    ├── AuthError                a server refused the credentials (SDK: UNAUTHENTICATED / 401)
+    │   └── PermissionDeniedError    the call needs the admin token (SDK: PERMISSION_DENIED)
+    └── RpcError                 a remote call failed with a status no other class covers (SDK)
 
 Messages follow the spec's exact strings where it fixes them; otherwise they name the field
 and how to fix it.
@@ -34,6 +37,9 @@ from typing import Any
 
 __all__ = [
     "AgentNotFound",
+    "AuthError",
+    "PermissionDeniedError",
+    "RpcError",
     "BundleNotFound",
     "BundleReloadInvalid",
     "FingerprintFailed",
@@ -172,6 +178,18 @@ class ConfigError(MNError):
 
 class ExecutionError(MNError):
     """Raised when a payload cannot be staged or started."""
+
+
+class AuthError(MNError):
+    """Raised when a server refused the call's credentials (set ``auth_token`` / MN_GRPC_AUTH_TOKEN)."""
+
+
+class PermissionDeniedError(AuthError):
+    """Raised when the call needs the admin token (set ``admin_token`` / MN_GRPC_ADMIN_TOKEN)."""
+
+
+class RpcError(MNError):
+    """Raised when a remote call failed with a status code no other class covers (INTERNAL, UNIMPLEMENTED, ...)."""
 
 
 class FingerprintFailed(MNError):

@@ -62,6 +62,7 @@ TABLE: dict[type[BaseException], WireCode] = {
     TimeoutError: WireCode(504, "DEADLINE_EXCEEDED"),
 }
 
+
 def wire_code(exc: BaseException) -> WireCode:
     """The wire code of ``exc``; anything the table does not know is unexpected (500 / INTERNAL)."""
     for cls in type(exc).__mro__:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .._util import dumps_str
-from ..errors import MNError, NotFoundError, ValidationError
+from ..errors import AuthError, NotFoundError, ValidationError
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CliError", "Output", "error_code"]
 
@@ -40,7 +40,7 @@ def error_code(exc: BaseException) -> str:
         return "MN_VALIDATION_FAILED"
     if isinstance(exc, NotFoundError):
         return "MN_NOT_FOUND"
-    if isinstance(exc, MNError) and "unauthori" in exc.message.lower():
+    if isinstance(exc, AuthError):
         return "MN_PERMISSION_DENIED"
     return "MN_COMMAND_FAILED"
 

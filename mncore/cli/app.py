@@ -6,7 +6,11 @@ import click
 
 from .. import __version__
 from ._group import SuggestingGroup
-from .job import job
+from .bundle import bundle
+from .job import events, job
+from .monitor import monitor
+from .node import node
+from .resource import resource
 from .run import run, validate
 from .server import server
 
@@ -27,3 +31,8 @@ cli.add_command(validate)
 cli.add_command(run)
 cli.add_command(job)
 cli.add_command(server)
+cli.add_command(bundle)
+cli.add_command(node)
+cli.add_command(resource)
+cli.add_command(monitor)
+cli.add_command(events, "events")
