@@ -117,7 +117,7 @@ class JobCoordinator(Dispatcher):
             self._seed()
         except Exception as exc:
             logger.exception("bootstrap of job %s failed", self.job_id)
-            self._fail({"error": error_envelope.message_of(exc)}, error_envelope.message_of(exc), None)
+            self.fail({"error": error_envelope.message_of(exc)}, error_envelope.message_of(exc), None)
             await self._finalize()
             return
         self.save_record(status="running")
@@ -139,7 +139,7 @@ class JobCoordinator(Dispatcher):
             restarts = int(((snapshot or {}).get("metadata") or {}).get("restart_count") or 0)
             if not self.daemon and restarts >= self.max_restarts:
                 text = f"agent {node['node_id']} exceeded restart attempts ({self.max_restarts})"
-                self._fail({"agent_id": node["node_id"], "error": text}, text, node["node_id"])
+                self.fail({"agent_id": node["node_id"], "error": text}, text, node["node_id"])
                 await self._finalize()
                 return
             try:
@@ -147,7 +147,7 @@ class JobCoordinator(Dispatcher):
             except Exception as exc:
                 logger.exception("takeover of job %s failed", self.job_id)
                 text = f"agent {node['node_id']} could not be restarted: {exc}"
-                self._fail({"agent_id": node["node_id"], "error": text}, text, node["node_id"])
+                self.fail({"agent_id": node["node_id"], "error": text}, text, node["node_id"])
                 await self._finalize()
                 return
         for w in restored:
@@ -215,10 +215,10 @@ class JobCoordinator(Dispatcher):
         result: dict[str, Any] = {"agent_id": w.agent_id, "error": text}
         if isinstance(reason, dict):
             result["details"] = reason
-        self._fail(result, text, w.agent_id, envelope)
+        self.fail(result, text, w.agent_id, envelope)
         self.spawn(self._finalize())
 
-    def _fail(self, result: dict[str, Any], text: str, agent_id: str | None, envelope: Any = None) -> None:
+    def fail(self, result: dict[str, Any], text: str, agent_id: str | None, envelope: Any = None) -> None:
         self.terminal = True
         envelope = envelope or error_envelope.build(text, agent_id=agent_id, node=self.rt.settings.node_name)
         changes: dict[str, Any] = {
@@ -259,8 +259,7 @@ class JobCoordinator(Dispatcher):
         # Issue #5 fix: wait out a store outage here. A plain flush raised StoreUnavailable when the
         # store was down at the terminal transition, killing this task: `done` was never set, the
         # lease never released, and the job hung forever.
-        if self.rt.persister is not None:
-            await self.rt.persister.flush_durable()
+        await self.rt.persister_flush()
         await self._release_job_lease()
         if self._ticker_task is not None:
             self._ticker_task.cancel()
@@ -363,7 +362,7 @@ class JobCoordinator(Dispatcher):
     async def _restart(self, agent_id: str, old: AgentWorker) -> None:
         if not self.daemon and old.restarts >= self.max_restarts:
             text = f"agent {agent_id} exceeded restart attempts ({self.max_restarts})"
-            self._fail({"agent_id": agent_id, "error": text}, text, agent_id)
+            self.fail({"agent_id": agent_id, "error": text}, text, agent_id)
             await self._finalize()
             return
         await self.rt.persister_flush()

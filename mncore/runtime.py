@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
-from . import monitor
+from . import monitor, recovery
 from ._util import job_id_for, now_iso
 from .bundle import Bundle, load_bundle, write_bundle
 from .bundles import BundleRegistry
@@ -436,44 +435,4 @@ class Runtime:
     # -- node restart (runtime-lifecycle.md §7) ---------------------------------------------
     async def recover_jobs(self) -> list[str]:
         """Take over every active job whose lease is free or ours (``mn server`` start)."""
-        taken = []
-        me = self.settings.node_name
-        for record in await self.store.get_jobs(await self.store.job_ids()):
-            job_id = record["job_id"]
-            if record.get("status") not in monitor.ACTIVE or job_id in self.coordinators:
-                continue
-            owner = await self.store.lease_owner(f"job:{job_id}")
-            if owner not in (None, me):
-                continue
-            if owner == me:
-                await self.store.release_lease(f"job:{job_id}", me)
-            if not await self.store.acquire_lease(f"job:{job_id}", me, LEASE_TTL_MS):
-                continue
-            await self._take_over(record)
-            taken.append(job_id)
-        return taken
-
-    async def _take_over(self, record: dict[str, Any]) -> None:
-        job_id = record["job_id"]
-        path = (record.get("manifest_ref") or {}).get("job_path")
-        seq = await self.store.count_events(job_id)
-        try:
-            if not path or not os.path.isdir(path):
-                raise FileNotFoundError(path)
-            bundle = load_bundle(path)
-        except Exception:
-            logger.exception("bundle of job %s is gone", job_id)
-            coordinator = JobCoordinator(
-                self, record, Bundle(None, None, None, {"nodes": [], "edges": []}), event_seq=seq
-            )
-            text = f"bundle for job {job_id} is no longer available: {path}"
-            coordinator._fail({"error": text}, text, None)
-            await self.persister_flush()
-            await self.store.release_lease(f"job:{job_id}", self.settings.node_name)
-            return
-        coordinator = JobCoordinator(self, record, bundle, event_seq=seq)
-        self.coordinators[job_id] = coordinator
-        if record.get("status") == "pending":
-            await coordinator.start()
-        else:
-            await coordinator.take_over(await self.store.get_agents(job_id))
+        return await recovery.recover_jobs(self)
