@@ -36,11 +36,21 @@ def bundle(root: Path, executors: int, per_executor: int) -> str:
     nodes: list[dict[str, Any]] = [{"node_id": "split", "agent_type": "router", "role": "root"}]
     edges = []
     for i in range(executors):
-        nodes.append({"node_id": f"x{i}", "agent_type": "executor",
-                      "config": {"runner": "python", "python_callable": "noop:noop", "output_message_type": None}})
+        nodes.append(
+            {
+                "node_id": f"x{i}",
+                "agent_type": "executor",
+                "config": {"runner": "python", "python_callable": "noop:noop", "output_message_type": None},
+            }
+        )
         edges.append({"from_node": "split", "to_node": f"x{i}", "message_type": "*"})
-    manifest = {"manifest_version": "1.0", "graph_id": "fanout_bench", "nodes": nodes, "edges": edges,
-                "initial_inputs": {"split": [{"i": i} for i in range(per_executor)]}}
+    manifest = {
+        "manifest_version": "1.0",
+        "graph_id": "fanout_bench",
+        "nodes": nodes,
+        "edges": edges,
+        "initial_inputs": {"split": [{"i": i} for i in range(per_executor)]},
+    }
     (root / "manifest.json").write_text(json.dumps(manifest))
     return str(root)
 
@@ -48,9 +58,15 @@ def bundle(root: Path, executors: int, per_executor: int) -> str:
 async def e2e(runs: int, executors: int, workers: int) -> float:
     tmp = Path(tempfile.mkdtemp(prefix="mn-fanout-"))
     try:
-        settings = Settings.from_env({}, data_dir=str(tmp / "data"), temp_dir=str(tmp / "work"), node_name="mn@bench",
-                                     execution_mode="process", pool_workers=workers,
-                                     executor_max_concurrency=executors)
+        settings = Settings.from_env(
+            {},
+            data_dir=str(tmp / "data"),
+            temp_dir=str(tmp / "work"),
+            node_name="mn@bench",
+            execution_mode="process",
+            pool_workers=workers,
+            executor_max_concurrency=executors,
+        )
         path = bundle(tmp / "bundle", executors, runs // executors)
         async with Runtime(settings) as rt:
             await rt.execution.backend._ensure_started()  # type: ignore[attr-defined]  # worker start-up not timed
@@ -80,9 +96,14 @@ async def floor(calls: int) -> float:
         (tmp / "payloads").mkdir()
         (tmp / "payloads" / "noop.py").write_text(NOOP)
         runner = get_runner("python", settings)
-        request = RunRequest(job_id="j", agent_id="x", runner="python", payloads_path=str(tmp / "payloads"),
-                             config={"runner": "python", "python_callable": "noop:noop"},
-                             message={"envelope": {"type": "t"}, "body": {"i": 1}})
+        request = RunRequest(
+            job_id="j",
+            agent_id="x",
+            runner="python",
+            payloads_path=str(tmp / "payloads"),
+            config={"runner": "python", "python_callable": "noop:noop"},
+            message={"envelope": {"type": "t"}, "body": {"i": 1}},
+        )
         started = time.perf_counter()
         for _ in range(calls):
             outcome = await runner.run(request, lambda t, p: None)
@@ -101,8 +122,9 @@ def main() -> None:
     rate = report.add("end to end through 2 worker processes: runs/s", e2e_rates, "runs/s")
     direct = report.add("floor: direct runner calls in one process: calls/s", floor_rates, "calls/s")
     report.add("wall time per run, end to end", [1e6 / r for r in e2e_rates], "µs")
-    report.add("runtime overhead per run (wall per run - floor per call)",
-               [1e6 / r - 1e6 / direct for r in e2e_rates], "µs")
+    report.add(
+        "runtime overhead per run (wall per run - floor per call)", [1e6 / r - 1e6 / direct for r in e2e_rates], "µs"
+    )
     report.ratio("end-to-end runs/s / floor calls/s", rate, direct)
     report.write(args.json)
 

@@ -259,7 +259,8 @@ class JobCoordinator(Dispatcher):
         # Issue #5 fix: wait out a store outage here. A plain flush raised StoreUnavailable when the
         # store was down at the terminal transition, killing this task: `done` was never set, the
         # lease never released, and the job hung forever.
-        await self.rt.persister_flush()
+        if self.rt.persister is not None:
+            await self.rt.persister.flush_durable()
         await self._release_job_lease()
         if self._ticker_task is not None:
             self._ticker_task.cancel()
@@ -407,30 +408,38 @@ class JobCoordinator(Dispatcher):
 
     # -- periodic duties -------------------------------------------------------------------
     async def _ticker(self) -> None:
+        """Heartbeats, health checks and lease renewal; a failing duty is logged and retried, never fatal."""
         settings = self.rt.settings
         health_s = settings.job_health_check_interval_ms / 1000.0
         beat_s = settings.agent_heartbeat_interval_ms / 1000.0
         step = min(health_s, beat_s, LEASE_RENEW_S)
         now = time.monotonic()
         next_health, next_beat, next_lease = now + health_s, now + beat_s, now + LEASE_RENEW_S
-        if self._health_due:
-            await self._health_check()
+        first = self._health_due
         while not self.terminal:
-            await asyncio.sleep(step)
+            if not first:
+                await asyncio.sleep(step)
             now = time.monotonic()
-            if now >= next_beat:
-                next_beat = now + beat_s
-                stamp = now_iso()
-                for w in self.workers.values():
-                    if w.running:
-                        w.last_heartbeat_at = stamp
-                        self.mark(w)
-            if now >= next_health or self._health_due:
-                next_health = now + health_s
-                await self._health_check()
-            if now >= next_lease:
-                next_lease = now + LEASE_RENEW_S
-                await self._renew_lease()
+            try:
+                if now >= next_beat:
+                    next_beat = now + beat_s
+                    self._heartbeat()
+                if first or now >= next_health or self._health_due:
+                    first, next_health = False, now + health_s
+                    await self._health_check()
+                if now >= next_lease:
+                    next_lease = now + LEASE_RENEW_S
+                    await self._renew_lease()
+            except Exception:  # e.g. the store is unreachable for longer than its own retries
+                logger.exception("periodic duties of job %s failed; retrying at the next tick", self.job_id)
+                first = False
+
+    def _heartbeat(self) -> None:
+        stamp = now_iso()
+        for w in self.workers.values():
+            if w.running:
+                w.last_heartbeat_at = stamp
+                self.mark(w)
 
     async def _renew_lease(self) -> None:
         try:
@@ -439,6 +448,10 @@ class JobCoordinator(Dispatcher):
             logger.warning("lease renewal of job %s failed", self.job_id, exc_info=True)
             return
         if not ok:
+            # Expired during a store outage with nobody else taking it: take it again.
+            if await self.rt.store.acquire_lease(f"job:{self.job_id}", self.rt.settings.node_name, LEASE_TTL_MS):
+                logger.warning("the lease of job %s had expired; re-acquired it", self.job_id)
+                return
             logger.error("lost the lease of job %s: another node owns it; stopping here", self.job_id)
             await self.shutdown()
             self.rt.job_finished(self)

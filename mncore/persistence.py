@@ -5,6 +5,11 @@ persister collects from every touched source at most every ``interval`` and writ
 :class:`~mncore.store.base.Batch`. Documents are built at collection time, synchronously, so each
 batch is a consistent cut of the runtime's state. :meth:`flush` is the durability point: when it
 returns, everything touched before the call is in the store.
+
+A failed write is never dropped: its batch is carried, merged with the next one and re-sent (the
+store's appends are idempotent, so a batch that landed without an answer is not stored twice),
+and a retry is armed whichever caller saw the failure. :meth:`flush_durable` waits through a store
+outage instead of failing, for the points that must not give up (a job's terminal transition).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import time
 from typing import Protocol
 
+from .errors import StoreUnavailable
 from .store.base import Batch, Store
 
 logger = logging.getLogger(__name__)
@@ -42,6 +48,7 @@ class WriteBehind:
         # Adaptive cadence: a flush that cost c seconds waits at least 4c before the next one, so
         # snapshotting deep mailboxes can never take more than ~20% of the loop.
         self._delay = self.interval
+        self._closing = False
 
     def touch(self, source: BatchSource) -> None:
         self._touched[id(source)] = source
@@ -67,12 +74,13 @@ class WriteBehind:
         try:
             await self.flush()
             self._delay = max(self.interval, min(4 * (time.perf_counter() - started), 0.5))
-        except Exception as exc:  # retried with the next batch; durability points re-raise
-            self.last_error = exc
+        except Exception as exc:  # carried and retried (flush armed the retry); durability points re-raise
             logger.warning("store write failed, will retry: %s", exc)
-            if self._timer is None:
-                loop = asyncio.get_running_loop()
-                self._timer = loop.call_later(max(self.interval, 0.25), self._on_timer)
+
+    def _retry_later(self) -> None:
+        """Arm a retry of the carried batch, so it is re-sent even if nothing is touched again."""
+        if self._timer is None and not self._closing:
+            self._timer = asyncio.get_running_loop().call_later(max(self.interval, 0.25), self._on_timer)
 
     def _collect(self) -> Batch:
         batch = self._carry or Batch()
@@ -90,13 +98,36 @@ class WriteBehind:
                 return
             try:
                 await self.store.write_batch(batch)
-            except BaseException:
+            except BaseException as exc:
                 self._carry = batch
+                if isinstance(exc, Exception):
+                    # A failure seen by a durability point must be retried too: without this, a batch
+                    # carried from the last flush of a job (nothing touches it again) was never re-sent.
+                    self.last_error = exc
+                    self._retry_later()
                 raise
             self.batches_written += 1
             self.last_error = None
 
+    async def flush_durable(self, retry_s: float = 0.25, max_retry_s: float = 2.0) -> None:
+        """:meth:`flush`, waiting while the store is unavailable (with backoff) instead of raising.
+
+        Other errors (a gap: the store lost data) and a write-behind that is closing still raise.
+        """
+        delay = retry_s
+        while True:
+            try:
+                await self.flush()
+                return
+            except StoreUnavailable as exc:
+                if self._closing:
+                    raise
+                logger.warning("store unavailable at a durability point, waiting %.2f s: %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_retry_s)
+
     async def close(self) -> None:
+        self._closing = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -44,12 +44,17 @@ class Notifier:
         return self.address is not None
 
     def notify(self, *lines: str) -> bool:
-        """Send one datagram of ``lines``; true when sent."""
+        """Send one datagram of ``lines``; true when sent.
+
+        Never blocks: the socket is non-blocking, so a listener that stopped reading (its queue
+        full) costs a dropped datagram and a warning, not a stalled event loop.
+        """
         if self.address is None:
             return False
         try:
             if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+                self._sock = socket.socket(socket.AF_UNIX, kind)
             self._sock.sendto("\n".join(lines).encode("utf-8"), self.address)
         except OSError as exc:
             logger.warning("sd_notify to %r failed: %s", self.address, exc)

@@ -17,6 +17,7 @@ from .base import Batch, Doc, Store, gap_error, wall_ms
 def _plain(value: Any) -> Any:
     return loads(dumps(value))
 
+
 __all__ = ["MemoryStore"]
 
 

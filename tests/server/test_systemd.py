@@ -39,6 +39,16 @@ def test_ready_status_stopping_on_a_path_socket(tmp_path: Path) -> None:
         notifier.close()
 
 
+def test_notify_never_blocks_on_a_listener_that_stopped_reading(tmp_path: Path) -> None:
+    path = str(tmp_path / "notify.sock")
+    with bound(path) as sock:  # never read: its queue fills up
+        notifier = Notifier(SystemdEnv(path, 0, None))
+        results = [notifier.watchdog() for _ in range(2000)]  # a blocking send would hang here
+        assert results[0] is True and results[-1] is False  # the overflow is dropped, not waited for
+        assert sock.recv(4096) == b"WATCHDOG=1"
+        notifier.close()
+
+
 def test_abstract_socket(tmp_path: Path) -> None:
     name = f"mn-test-{os.getpid()}-{tmp_path.name}"
     with bound(b"\0" + name.encode()) as sock, Notifier(SystemdEnv("@" + name, 0, None)) as notifier:
