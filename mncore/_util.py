@@ -28,20 +28,23 @@ __all__ = [
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _BATCH = 512
-_ready: list[str] = []  # pre-made 10-byte ids: one urandom syscall per batch, list.pop is atomic
+_ready: dict[int, list[str]] = {10: [], 8: []}  # pre-made ids by byte length; list.pop is atomic
 
 
 def _encode(raw: bytes) -> str:
     return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
-def _refill() -> None:
-    raw = os.urandom(10 * _BATCH)
-    _ready.extend([_encode(raw[i : i + 10]) for i in range(0, len(raw), 10)])
+def _refill(nbytes: int) -> list[str]:
+    raw = os.urandom(nbytes * _BATCH)  # one syscall per batch
+    ready = _ready[nbytes]
+    ready.extend([_encode(raw[i : i + nbytes]) for i in range(0, len(raw), nbytes)])
+    return ready
 
 
 def _reset_ids() -> None:
-    _ready.clear()  # a forked child must never reuse its parent's ids
+    for ready in _ready.values():
+        ready.clear()  # a forked child must never reuse its parent's ids
 
 
 os.register_at_fork(after_in_child=_reset_ids)
@@ -49,13 +52,14 @@ os.register_at_fork(after_in_child=_reset_ids)
 
 def new_id(nbytes: int = 10) -> str:
     """URL-safe base64 of random bytes, no padding (message ids: 10 bytes, lease ids: 8)."""
-    if nbytes != 10:
+    ready = _ready.get(nbytes)
+    if ready is None:
         return _encode(os.urandom(nbytes))
     while True:
         try:
-            return _ready.pop()
+            return ready.pop()
         except IndexError:
-            _refill()
+            ready = _refill(nbytes)
 
 
 def job_id_for(graph_id: str) -> str:

@@ -167,7 +167,8 @@ class Dispatcher:
             self._apply(w, msg, result)
         elif asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
             w.busy = True
-            w.frozen_recovery = encode_recovery_state(w.recovery_state())
+            if w.agent.mutates_state_while_awaiting:
+                w.frozen_recovery = encode_recovery_state(w.recovery_state())
             w.task = self.spawn(self._finish(w, msg, result))
         else:
             self._apply(w, msg, result)

@@ -61,6 +61,10 @@ class Agent:
 
     #: set by the runtime for builtin agents that need to publish events while a message runs
     host: AgentHost | None = None
+    #: a coroutine ``handle_message`` may change its state before it finishes, so the runtime keeps
+    #: the state as of the message's start for the snapshot; agents that change state only at the
+    #: very end (no await after the change) set this False and save that copy
+    mutates_state_while_awaiting = True
 
     def setup(self, node: dict[str, Any]) -> None:
         """Read the node's config; called once before ``init`` or ``restore_state`` (not in the spec contract)."""

@@ -34,6 +34,8 @@ def _int(value: Any, default: int) -> int:
 class ExecutorAgent(Agent):
     """Runs the node's command once per incoming message."""
 
+    mutates_state_while_awaiting = False  # state changes only after the run, with no await after
+
     def setup(self, node: dict[str, Any]) -> None:
         self.node = node
         self.config: dict[str, Any] = node.get("config") or {}

@@ -40,9 +40,14 @@ def test_argument_construction_follows_section_15(tmp_path: Path) -> None:
             expected += ["--ro-bind", path, path]
     expected += [
         "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", "/ws", "/sandbox/job",
-        "--tmpfs", str(data), "--tmpfs", str(home), "--chdir", "/sandbox/job/w", "--unshare-all",
-        "--die-with-parent", "--new-session",
+        "--tmpfs", str(data), "--tmpfs", str(home),
     ]  # fmt: skip
+    # the runtime's interpreter stays visible when /tmp (or a hidden dir) would cover it (a venv in /tmp)
+    hidden = ("/tmp/", str(data) + "/", str(home) + "/")
+    for root in dict.fromkeys(os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)):
+        if (root + "/").startswith(hidden):
+            expected += ["--ro-bind", root, root]
+    expected += ["--chdir", "/sandbox/job/w", "--unshare-all", "--die-with-parent", "--new-session"]
     assert args == expected
     assert "--ro-bind" in args and args[:3] != ["--ro-bind", "/", "/"]
     if os.path.islink("/bin"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from typing import Any
 
@@ -68,14 +69,27 @@ def bwrap_args(
         else:
             args += ["--ro-bind", path, path]
     args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", workspace, upload_root]
+    hidden_dirs = ["/tmp"]
     for hidden in (data_dir, home):
         # a directory that does not exist holds nothing to hide (and bwrap could not mount on it)
         if hidden and os.path.isdir(hidden):
             args += ["--tmpfs", os.path.realpath(hidden)]
+            hidden_dirs.append(os.path.realpath(hidden))
+    args += _interpreter_binds(hidden_dirs)
     args += ["--chdir", workdir, "--unshare-all"]
     if network:
         args.append("--share-net")
     args += ["--die-with-parent", "--new-session"]
+    return args
+
+
+def _interpreter_binds(hidden_dirs: list[str]) -> list[str]:
+    """Keep the runtime's own interpreter visible (the python fallback of §6 runs it) when a
+    private ``/tmp`` or a hidden directory would cover it, e.g. a virtualenv under ``/tmp``."""
+    args: list[str] = []
+    for root in dict.fromkeys(os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)):
+        if any(root == d or root.startswith(d.rstrip("/") + "/") for d in hidden_dirs):
+            args += ["--ro-bind", root, root]
     return args
 
 
