@@ -10,37 +10,16 @@ import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .._proto import cluster_pb2_grpc, job_pb2_grpc, observability_pb2_grpc
-from ._client import UNSET, ClientConfig
-from ._wire import CALLS, OPTIONS, bundle_files, decode, error_from, metadata_for, stream_request
+from ._client import UNSET, _Channel
+from ._wire import CALLS, bundle_files, decode, error_from, stream_request
 
 __all__ = ["AsyncClient"]
 
 
-class AsyncClient:
+class AsyncClient(_Channel):
     """Like :class:`~mncore.sdk.Client`, on a ``grpc.aio`` channel; use ``async with`` or ``await close()``."""
 
-    def __init__(
-        self,
-        target: str | None = None,
-        timeout: float | None = UNSET,
-        auth_token: str | None = None,
-        admin_token: str | None = None,
-        *,
-        credentials: grpc.ChannelCredentials | None = None,
-    ) -> None:
-        self.config = ClientConfig.resolve(target, timeout, auth_token, admin_token)
-        self.target = self.config.target
-        if credentials is None:
-            self._channel = aio.insecure_channel(self.target, options=OPTIONS)
-        else:
-            self._channel = aio.secure_channel(self.target, credentials, options=OPTIONS)
-        self._stubs = {
-            "jobs": job_pb2_grpc.JobServiceStub(self._channel),
-            "cluster": cluster_pb2_grpc.ClusterServiceStub(self._channel),
-        }
-        self._events = observability_pb2_grpc.ObservabilityServiceStub(self._channel)
-        self._metadata = metadata_for(self.config.auth_token)
+    _grpc = aio
 
     async def __aenter__(self) -> AsyncClient:
         return self

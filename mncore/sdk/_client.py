@@ -44,14 +44,10 @@ class ClientConfig:
         )
 
 
-class Client:
-    """MirrorNeuron over gRPC. Methods return decoded Python objects; failures raise
-    :class:`~mncore.errors.MNError` subclasses (``NOT_FOUND`` → ``NotFoundError``, ...).
+class _Channel:
+    """The channel, stubs and call metadata both clients share; ``_grpc`` is ``grpc`` or ``grpc.aio``."""
 
-    ``Client(target=MN_GRPC_TARGET, timeout=MN_GRPC_TIMEOUT_SECONDS, auth_token=MN_GRPC_AUTH_TOKEN,
-    admin_token=MN_GRPC_ADMIN_TOKEN)``; ``credentials`` makes a TLS channel. Use as a context manager
-    or call :meth:`close`.
-    """
+    _grpc: Any = grpc
 
     def __init__(
         self,
@@ -65,15 +61,25 @@ class Client:
         self.config = ClientConfig.resolve(target, timeout, auth_token, admin_token)
         self.target = self.config.target
         if credentials is None:
-            self._channel = grpc.insecure_channel(self.target, options=OPTIONS)
+            self._channel = self._grpc.insecure_channel(self.target, options=OPTIONS)
         else:
-            self._channel = grpc.secure_channel(self.target, credentials, options=OPTIONS)
+            self._channel = self._grpc.secure_channel(self.target, credentials, options=OPTIONS)
         self._stubs = {
             "jobs": job_pb2_grpc.JobServiceStub(self._channel),
             "cluster": cluster_pb2_grpc.ClusterServiceStub(self._channel),
         }
         self._events = observability_pb2_grpc.ObservabilityServiceStub(self._channel)
         self._metadata = metadata_for(self.config.auth_token)
+
+
+class Client(_Channel):
+    """MirrorNeuron over gRPC. Methods return decoded Python objects; failures raise
+    :class:`~mncore.errors.MNError` subclasses (``NOT_FOUND`` → ``NotFoundError``, ...).
+
+    ``Client(target=MN_GRPC_TARGET, timeout=MN_GRPC_TIMEOUT_SECONDS, auth_token=MN_GRPC_AUTH_TOKEN,
+    admin_token=MN_GRPC_ADMIN_TOKEN)``; ``credentials`` makes a TLS channel. Use as a context manager
+    or call :meth:`close`.
+    """
 
     def __enter__(self) -> Client:
         return self
