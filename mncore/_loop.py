@@ -20,6 +20,11 @@ except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
     HAS_UVLOOP = False
 
 
+def uvloop_loop_type() -> type:
+    """The uvloop loop class (``type(None)`` without uvloop), for reporting which loop runs."""
+    return uvloop.Loop if HAS_UVLOOP else type(None)
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
     if HAS_UVLOOP:
         return uvloop.new_event_loop()

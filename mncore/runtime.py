@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from . import monitor, recovery
+from ._fast import HAS_EXTENSIONS
+from ._loop import HAS_UVLOOP, uvloop_loop_type
 from ._util import job_id_for, now_iso
 from .bundle import Bundle, load_bundle, write_bundle
 from .bundles import BundleRegistry
@@ -71,6 +73,14 @@ class Runtime:
         await self.execution.start()
         await self.store.add_node(self.settings.node_name)
         self._started = True
+        logger.info(
+            "runtime started: node %s, store %s, execution %s, native extensions %s, event loop %s",
+            self.settings.node_name,
+            self.store.url,
+            self.settings.execution_mode,
+            "on" if HAS_EXTENSIONS else "off (pure Python)",
+            "uvloop" if HAS_UVLOOP and isinstance(asyncio.get_running_loop(), uvloop_loop_type()) else "asyncio",
+        )
         return self
 
     async def close(self, grace: float = 0.0) -> None:
