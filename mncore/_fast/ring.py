@@ -59,7 +59,7 @@ from .layout import (
     RECORD_HEADER_SIZE,
     mailbox_geometry,
 )
-from .segment import Segment, unlink_segment
+from .segment import Segment, SegmentHandle
 
 __all__ = ["PyMailbox"]
 
@@ -74,8 +74,10 @@ _HDR = RECORD_HEADER_SIZE
 _BELL_OFFSETS = (MB_DATA_WAITERS, MB_SPACE_WAITERS)
 
 
-class PyMailbox:
+class PyMailbox(SegmentHandle):
     """A bounded multi-producer / multi-consumer ring of byte records in shared memory."""
+
+    _noun = "mailbox"
 
     def __init__(self, segment: Segment) -> None:
         self._seg: Segment | None = segment
@@ -117,11 +119,6 @@ class PyMailbox:
         return cls(Segment.attach(name, MAILBOX_MAGIC))
 
     @property
-    def name(self) -> str:
-        """The segment name, ``mn_`` prefix included (what :meth:`attach` takes)."""
-        return self._name
-
-    @property
     def capacity(self) -> int:
         return int(self._cap)
 
@@ -129,38 +126,6 @@ class PyMailbox:
     def max_record(self) -> int:
         """Largest payload stored as one record; larger ones are streamed in chunks."""
         return int(self._max_single)
-
-    def close(self) -> None:
-        """Unmap this handle (idempotent); the segment stays until :meth:`unlink`."""
-        seg, self._seg = self._seg, None
-        if seg is None:
-            return
-        self._bell.close()
-        self._anchor = None
-        self._mm = None
-        seg.close()
-
-    def unlink(self) -> None:
-        """Remove the segment name (idempotent); open handles keep working until closed."""
-        unlink_segment(self._name)
-
-    def __enter__(self) -> PyMailbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (type(self).attach, (self.name,))
-
-    def __repr__(self) -> str:
-        state = "" if self._seg is not None else " (closed)"
-        return f"<PyMailbox {self._name}{state}>"
-
-    def fileno(self) -> int:
-        """An fd that becomes readable when the mailbox rings (for ``loop.add_reader``)."""
-        self._segment()
-        return self._bell.fileno()
 
     # ---- public operations ----------------------------------------------------------------
 
@@ -241,17 +206,6 @@ class PyMailbox:
         }
 
     # ---- critical sections -----------------------------------------------------------------
-
-    def _segment(self) -> Segment:
-        if self._seg is None:
-            raise ValueError("mailbox is closed")
-        return self._seg
-
-    def _enter(self) -> None:
-        if self._mm is None:
-            raise ValueError("mailbox is closed")
-        if _os.mutex_lock(self._lock):
-            self._repair()
 
     def _repair(self) -> None:
         """After a holder died mid-section: recount the records between head and tail."""

@@ -13,11 +13,12 @@ import os
 import re
 import secrets
 import time
+from typing import Any, Self
 
-from . import layout
+from . import _os, layout
 from ._os import pid_alive, wall_ms
 
-__all__ = ["Segment", "cleanup_stale", "full_name", "shm_path", "unlink_segment"]
+__all__ = ["Segment", "SegmentHandle", "cleanup_stale", "full_name", "shm_path", "unlink_segment"]
 
 logger = logging.getLogger(__name__)
 
@@ -179,3 +180,68 @@ def _is_stale(path: str) -> bool:
     if magic in (layout.MAILBOX_MAGIC, layout.SLOTS_MAGIC) or (magic == b"\0\0\0\0" and pid):
         return not pid_alive(pid, created_ms)
     return magic == b"\0\0\0\0" and not any(raw) and age > _INCOMPLETE_GRACE_S
+
+
+class SegmentHandle:
+    """What every pure-Python structure on a segment shares: name, close/unlink, context manager,
+    pickling by name, the doorbell fd and the lock-entry check. Subclasses set ``_noun`` and keep
+    ``_seg``, ``_name``, ``_bell``, ``_mm``, ``_anchor``, ``_lock`` and ``_repair``."""
+
+    _noun = "segment"
+    _seg: Any
+    _name: str
+    _bell: Any
+    _mm: Any
+    _anchor: Any
+    _lock: Any
+
+    @property
+    def name(self) -> str:
+        """The segment name, ``mn_`` prefix included (what ``attach`` takes)."""
+        return self._name
+
+    def close(self) -> None:
+        """Unmap this handle (idempotent); the segment stays until :meth:`unlink`."""
+        seg, self._seg = self._seg, None
+        if seg is None:
+            return
+        self._bell.close()
+        self._anchor = None
+        self._mm = None
+        seg.close()
+
+    def unlink(self) -> None:
+        """Remove the segment name (idempotent); open handles keep working until closed."""
+        unlink_segment(self._name)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (type(self).attach, (self._name,))  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        state = "" if self._seg is not None else " (closed)"
+        return f"<{type(self).__name__} {self._name}{state}>"
+
+    def fileno(self) -> int:
+        """An fd that becomes readable when the structure rings (for ``loop.add_reader``)."""
+        self._segment()
+        return int(self._bell.fileno())
+
+    def _segment(self) -> Segment:
+        if self._seg is None:
+            raise ValueError(f"{self._noun} is closed")
+        return self._seg
+
+    def _enter(self) -> None:
+        if self._mm is None:
+            raise ValueError(f"{self._noun} is closed")
+        if _os.mutex_lock(self._lock):
+            self._repair()
+
+    def _repair(self) -> None:
+        raise NotImplementedError

@@ -44,7 +44,7 @@ from .layout import (
     slots_entries_offset,
     slots_segment_size,
 )
-from .segment import Segment, unlink_segment
+from .segment import Segment, SegmentHandle
 
 __all__ = ["PySlotTable"]
 
@@ -77,8 +77,10 @@ def check_max_leases(max_leases: Any) -> int:
     return max_leases
 
 
-class PySlotTable:
+class PySlotTable(SegmentHandle):
     """Per-pool slot capacity and leases in shared memory, FIFO across processes."""
+
+    _noun = "slot table"
 
     def __init__(self, segment: Segment) -> None:
         self._seg: Segment | None = segment
@@ -130,46 +132,12 @@ class PySlotTable:
         return cls(Segment.attach(name, SLOTS_MAGIC))
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
     def pools(self) -> list[str]:
         return list(self._names)
 
     @property
     def max_leases(self) -> int:
         return int(self._max)
-
-    def close(self) -> None:
-        seg, self._seg = self._seg, None
-        if seg is None:
-            return
-        self._bell.close()
-        self._anchor = None
-        self._mm = None
-        seg.close()
-
-    def unlink(self) -> None:
-        unlink_segment(self._name)
-
-    def __enter__(self) -> PySlotTable:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (type(self).attach, (self._name,))
-
-    def __repr__(self) -> str:
-        return f"<PySlotTable {self._name}{'' if self._seg is not None else ' (closed)'}>"
-
-    def fileno(self) -> int:
-        """An fd that becomes readable when grants are made (for ``loop.add_reader``)."""
-        if self._seg is None:
-            raise ValueError("slot table is closed")
-        return self._bell.fileno()
 
     # ---- public operations ----------------------------------------------------------------
 
@@ -279,12 +247,6 @@ class PySlotTable:
     @staticmethod
     def _pool_off(index: int) -> int:
         return ST_POOLS + index * POOL_SIZE
-
-    def _enter(self) -> None:
-        if self._mm is None:
-            raise ValueError("slot table is closed")
-        if _os.mutex_lock(self._lock):
-            self._repair()
 
     def _ring(self) -> None:
         os.pwrite(self._fd, b"\0", HDR_BELL)
