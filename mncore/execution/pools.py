@@ -92,6 +92,7 @@ class ProcessBackend(ExecutionBackend):
         self._closing = False
         self._prefix = f"mn_{os.getpid()}_{os.urandom(3).hex()}"
         self.restarts = 0
+        self.exit_codes: list[int | None] = []  # of workers that exited while the pool was running
 
     # -- lifecycle -------------------------------------------------------------------------
     async def _ensure_started(self) -> None:
@@ -255,6 +256,7 @@ class ProcessBackend(ExecutionBackend):
         code = process.wait()
         if self._closing:
             return
+        self.exit_codes.append(code)
         logger.warning(
             "pool worker %s/%d (pid %s) exited with %s; restarting it", slot.pool, slot.index, slot.pid, code
         )

@@ -88,6 +88,7 @@ class _Worker:
         self.completions = Mailbox.attach(args.completions)
         self.control = Mailbox.attach(args.control)
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.cancelled: set[int] = set()  # runs the supervisor asked to cancel
         self.draining = False
         self.stop = asyncio.Event()
         self.room = asyncio.Event()
@@ -144,6 +145,7 @@ class _Worker:
 
     def _finished(self, run_id: int, _task: object = None) -> None:
         self.tasks.pop(run_id, None)
+        self.cancelled.discard(run_id)
         self.room.set()
         if self.draining and not self.tasks:
             self.stop.set()
@@ -155,7 +157,10 @@ class _Worker:
         try:
             outcome = await get_runner(request.runner, self.args.settings).run(request, emit)
         except asyncio.CancelledError:
-            self.post({"t": "done", "id": run_id, "cancelled": True})
+            # Only a cancel the supervisor asked for is reported; a run cut short because this
+            # worker is exiting is re-queued by the supervisor when it sees the worker gone.
+            if run_id in self.cancelled:
+                self.post({"t": "done", "id": run_id, "cancelled": True})
             return
         except Exception as exc:  # a runner bug must not take the worker down
             logger.exception("runner %s failed", request.runner)
@@ -177,6 +182,7 @@ class _Worker:
                 if record.get("t") == "cancel":
                     task = self.tasks.get(record["id"])
                     if task is not None:
+                        self.cancelled.add(record["id"])
                         task.cancel()
 
     async def _watch_supervisor(self) -> None:

@@ -147,3 +147,43 @@ async def test_kill_9_supervisor_then_restart_recovers(tmp_path: Path) -> None:
         assert _segments(prefix) == []  # swept by the new supervisor
     assert record["status"] == "completed"
     assert record["result"]["output"]["count"] == 100
+
+
+async def test_worker_signals_sigint_ignored_sigterm_drains_second_exits(tmp_path: Path) -> None:
+    settings = process_settings(tmp_path, pool_workers=1)
+    async with Runtime(settings) as rt:
+        backend = rt.execution.backend
+        assert isinstance(backend, ProcessBackend)
+        job_id = await rt.run_manifest(fanout_bundle(tmp_path, 1, 1, sleep=1.5))
+        await _wait_until(lambda: any(s.runs for s in backend._slots))
+        worker = psutil.Process(backend._slots[0].pid)  # type: ignore[arg-type]
+        worker.send_signal(signal.SIGINT)  # the supervisor owns Ctrl+C
+        await asyncio.sleep(0.3)
+        assert worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE
+        worker.send_signal(signal.SIGTERM)  # first: drain, the running call finishes
+        record = await rt.wait_for_job(job_id, 30)
+        assert record["status"] == "completed"
+        await _wait_until(lambda: backend.restarts == 1)  # exited by itself once drained, and was replaced
+        assert backend.exit_codes == [0]
+        # second SIGTERM: exit at once, killing a running payload (its attempt is re-queued)
+        slow = {
+            "manifest_version": "1.0",
+            "graph_id": "slow",
+            "entrypoints": ["x"],
+            "nodes": [
+                {"node_id": "x", "agent_type": "executor", "config": {"runner": "host", "command": ["sleep", "30.3"]}}
+            ],
+        }
+        slow_id = await rt.run_manifest(slow)
+        await _wait_until(lambda: any(s.runs for s in backend._slots))
+        second = psutil.Process(backend._slots[0].pid)  # type: ignore[arg-type]
+        started = time.monotonic()
+        second.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        assert second.is_running()  # draining: waits for the payload
+        second.send_signal(signal.SIGTERM)
+        await _wait_until(lambda: backend.restarts == 2)
+        assert time.monotonic() - started < 5
+        lost = [e for e in await rt.events(slow_id) if e["type"] == "executor_worker_lost"]
+        assert lost and lost[0]["payload"]["requeued"] is True
+        await rt.cancel(slow_id)
