@@ -85,6 +85,7 @@ class ProcessBackend(ExecutionBackend):
         self._runs: dict[int, _Run] = {}
         self._requests: dict[str, Any] = {}
         self._slots: list[_Slot] = []
+        self._by_key: dict[str, _Slot] = {}
         self._completions: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._start_lock = asyncio.Lock()
@@ -112,6 +113,7 @@ class ProcessBackend(ExecutionBackend):
                 for index in range(max(1, workers)):
                     control = Mailbox.create(f"{self._prefix}_{pool}_{index}_ctl", CONTROL_RING)
                     self._slots.append(_Slot(pool, index, control))
+            self._by_key = {f"{s.pool}/{s.index}": s for s in self._slots}
             for slot in self._slots:
                 self._spawn(slot)
             self._tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._sweep())]
@@ -180,7 +182,7 @@ class ProcessBackend(ExecutionBackend):
         self._runs[run_id] = run
         try:
             await self._requests[pool].put_async(record)
-            return await asyncio.shield(run.future)
+            return await run.future
         except asyncio.CancelledError:
             self._cancel(run)
             raise
@@ -237,7 +239,7 @@ class ProcessBackend(ExecutionBackend):
                 run.future.set_result(AttemptOutcome.from_dict(record["outcome"]))
 
     def _started_on(self, run: _Run, record: dict[str, Any]) -> None:
-        slot = next((s for s in self._slots if f"{s.pool}/{s.index}" == record["w"]), None)
+        slot = self._by_key.get(record["w"])
         if slot is None or slot.pid != record.get("pid"):
             return
         run.worker = slot
