@@ -61,7 +61,9 @@ def test_ctrl_c_exits_130_and_cancels_the_embedded_job(embedded: Mn, tmp_path: P
     env = {**embedded.env, "MN_CLI_OUTPUT": "plain"}
     cmd = [*mn_command(), "run", str(bundle)]
     with subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True) as proc:
-        until(lambda: embedded("job", "list", "--json").stdout.count('"running"') == 1, what="a running job")
+        until(
+            lambda: embedded("job", "list", "--json").stdout.count('"running"') == 1, timeout=40, what="a running job"
+        )
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 130, stderr
