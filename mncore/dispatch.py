@@ -76,6 +76,10 @@ class Dispatcher:
             self._dirty = []
         self._touched = False
 
+    def rebase_events(self, delta: int) -> None:
+        self.event_seq += delta
+        self._events_first += delta
+
     def mark(self, w: AgentWorker) -> None:
         if not w.dirty:
             w.dirty = True

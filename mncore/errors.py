@@ -13,7 +13,8 @@ layers map these classes to wire codes in exactly one table (``server/errors.py`
     │   ├── AgentNotFound
     │   └── BundleNotFound
     ├── StateError               an operation the job's current state does not allow
-    │   └── RequirementsNotMet   required services are not passing
+    │   ├── RequirementsNotMet   required services are not passing
+    │   └── EventGapError        an append would leave a gap: the store lost events
     ├── RetryLaterError          overloaded or back-pressured: try again later
     │   └── ResourceOverloaded   the node's usable resources cannot admit the job
     ├── WaitTimeoutError         waiting for a job or a reply took too long
@@ -38,6 +39,7 @@ from typing import Any
 __all__ = [
     "AgentNotFound",
     "AuthError",
+    "EventGapError",
     "PermissionDeniedError",
     "RpcError",
     "BundleNotFound",
@@ -140,6 +142,17 @@ class RequirementsNotMet(StateError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"requirements_not_met: {detail}")
+
+
+class EventGapError(StateError):
+    """Raised when events would be appended past the stored end (the store lost some)."""
+
+    def __init__(self, job_id: str, first_seq: int, stored: int) -> None:
+        super().__init__(
+            f"cannot append events of job {job_id} at seq {first_seq}: the store holds {stored} events; "
+            "appends must continue the list without a gap (resume from count_events())"
+        )
+        self.job_id, self.first_seq, self.stored = job_id, first_seq, stored
 
 
 class RetryLaterError(MNError):

@@ -10,6 +10,11 @@ A failed write is never dropped: its batch is carried, merged with the next one 
 store's appends are idempotent, so a batch that landed without an answer is not stored twice),
 and a retry is armed whichever caller saw the failure. :meth:`flush_durable` waits through a store
 outage instead of failing, for the points that must not give up (a job's terminal transition).
+
+A store that lost events (e.g. a Redis without persistence that restarted) answers appends with
+:class:`~mncore.errors.EventGapError`. Those events cannot be rebuilt; rather than retrying a
+batch that can never land (and growing it forever), the job's pending events are renumbered to
+continue the stored list and the job's source is told to count on from there. Logged as an error.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import logging
 import time
 from typing import Protocol
 
-from .errors import StoreUnavailable
+from .errors import EventGapError, StoreUnavailable
 from .store.base import Batch, Store
 
 logger = logging.getLogger(__name__)
@@ -28,8 +33,13 @@ __all__ = ["BatchSource", "WriteBehind"]
 
 
 class BatchSource(Protocol):
+    job_id: str
+
     def collect(self, batch: Batch) -> None:
         """Move everything new into ``batch`` (and forget it locally)."""
+
+    def rebase_events(self, delta: int) -> None:
+        """Shift the next event sequence number by ``delta`` (after the store lost events)."""
 
 
 class WriteBehind:
@@ -39,6 +49,7 @@ class WriteBehind:
         self.store = store
         self.interval = max(interval_ms, 0.0) / 1000.0
         self._touched: dict[int, BatchSource] = {}
+        self._by_job: dict[str, BatchSource] = {}
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._carry: Batch | None = None  # a batch whose write failed, retried with the next one
@@ -52,6 +63,7 @@ class WriteBehind:
 
     def touch(self, source: BatchSource) -> None:
         self._touched[id(source)] = source
+        self._by_job[source.job_id] = source
         if self._timer is None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self._delay, self._on_timer)
@@ -97,7 +109,7 @@ class WriteBehind:
             if batch.is_empty():
                 return
             try:
-                await self.store.write_batch(batch)
+                await self._write(batch)
             except BaseException as exc:
                 self._carry = batch
                 if isinstance(exc, Exception):
@@ -108,6 +120,28 @@ class WriteBehind:
                 raise
             self.batches_written += 1
             self.last_error = None
+
+    async def _write(self, batch: Batch) -> None:
+        for _ in range(len(batch.events) + 1):
+            try:
+                await self.store.write_batch(batch)
+                return
+            except EventGapError as gap:
+                self._rebase(batch, gap)
+        await self.store.write_batch(batch)
+
+    def _rebase(self, batch: Batch, gap: EventGapError) -> None:
+        first, events = batch.events[gap.job_id]
+        delta = gap.stored - first
+        logger.error(
+            "the store lost %d event(s) of job %s (it holds %d, the runtime had appended up to %d); "
+            "continuing the event list from index %d",
+            -delta, gap.job_id, gap.stored, first, gap.stored,
+        )  # fmt: skip
+        batch.events[gap.job_id] = (gap.stored, events)
+        source = self._by_job.get(gap.job_id)
+        if source is not None:
+            source.rebase_events(delta)
 
     async def flush_durable(self, retry_s: float = 0.25, max_retry_s: float = 2.0) -> None:
         """:meth:`flush`, waiting while the store is unavailable (with backoff) instead of raising.

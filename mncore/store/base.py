@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import StateError
+from ..errors import EventGapError
 from ._keys import check_doc_key
 from ._pubsub import Hub, Subscription
 
@@ -36,11 +36,8 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-def gap_error(job_id: str, first_seq: int, stored: int) -> StateError:
-    return StateError(
-        f"cannot append events of job {job_id} at seq {first_seq}: the store holds {stored} events; "
-        "appends must continue the list without a gap (resume from count_events())"
-    )
+def gap_error(job_id: str, first_seq: int, stored: int) -> EventGapError:
+    return EventGapError(job_id, first_seq, stored)
 
 
 @dataclass

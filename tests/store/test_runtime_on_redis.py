@@ -378,3 +378,27 @@ async def test_unreachable_redis_at_start_is_a_clear_error_not_a_hang(tmp_path: 
         async with Runtime(settings):
             pass
     assert time.monotonic() - started < 5.0
+
+
+async def test_redis_that_lost_its_data_mid_job_does_not_stall_the_job(
+    redis_server_factory: Callable[[], Any], redis_namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kill -9 of a Redis without persistence: what it held is gone. The lost events cannot be
+    rebuilt; the runtime says so, continues the event list from what the store holds, and the job
+    still completes (its record is re-written by the next batch) instead of retrying forever."""
+    caplog.set_level(logging.ERROR, logger="mncore.persistence")
+    server, ns, ticks = redis_server_factory(), redis_namespace, 300
+    async with Runtime(redis_settings(tmp_path, server.url, ns)) as rt:
+        job_id = await rt.submit(stream_bundle(tmp_path, ticks, 0.004))
+        with server.client() as r:
+            await _until(lambda: r.llen(f"{ns}:job:{job_id}:events") >= 100, 10, "a stream of events")
+        await asyncio.to_thread(server.kill)
+        await asyncio.to_thread(server.start)
+        record = await rt.wait_for_job(job_id, 60)
+    assert record["status"] == "completed"
+    assert any("the store lost" in r.getMessage() for r in caplog.records)
+    with server.client() as r:
+        events = raw_events(r, ns, job_id)
+        stored = raw_record(r, ns, job_id)
+    assert stored["status"] == "completed"
+    assert [e["type"] for e in events].count("job_completed") == 1 and events[-1]["type"] == "job_completed"
