@@ -157,10 +157,14 @@ class Runtime:
             return job_id
         return job_id, await self.wait_for_job(job_id, timeout)
 
-    async def submit(self, source: Any, payloads: dict[str, bytes] | None = None) -> str:
-        """Load, validate, persist and start a job; ``payloads`` are extra files for a manifest source."""
+    def check_accepting(self) -> None:
+        """Raise :class:`ShuttingDown` when the node refuses new submissions (draining)."""
         if not self.accepting:
             raise ShuttingDown()
+
+    async def submit(self, source: Any, payloads: dict[str, bytes] | None = None) -> str:
+        """Load, validate, persist and start a job; ``payloads`` are extra files for a manifest source."""
+        self.check_accepting()
         bundle = load_bundle(source)
         manifest = bundle.manifest
         job_id = job_id_for(str(manifest["graph_id"]))

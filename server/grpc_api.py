@@ -24,7 +24,7 @@ from mncore._proto import cluster_pb2, cluster_pb2_grpc, job_pb2, job_pb2_grpc, 
 from mncore._proto import observability_pb2_grpc as obs_grpc
 from mncore._util import dumps_str, loads
 from mncore.config import Settings
-from mncore.errors import JobNotFound, ShuttingDown, ValidationError
+from mncore.errors import JobNotFound, ValidationError
 from mncore.runtime import Runtime
 from mncore.submission import parse_submission
 
@@ -66,8 +66,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         self.settings = settings
 
     async def SubmitJob(self, request: job_pb2.SubmitJobRequest, context: Context) -> job_pb2.SubmitJobResponse:
-        if not self.runtime.accepting:
-            raise ShuttingDown()
+        self.runtime.check_accepting()
         source, _ = parse_submission({"manifest_json": request.manifest_json}, self.settings.uploads_dir)
         job_id = await self.runtime.submit(source, dict(request.payloads) or None)
         return job_pb2.SubmitJobResponse(job_id=job_id, status="pending", version=VERSION)

@@ -7,7 +7,7 @@ from dataclasses import replace
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mncore.errors import ShuttingDown, ValidationError
+from mncore.errors import ValidationError
 from mncore.monitor import ACTIVE, TERMINAL
 from mncore.submission import parse_submission
 
@@ -28,8 +28,7 @@ def _job_id(request: Request) -> str:
 
 async def submit_job(request: Request) -> Response:
     rt = runtime(request)
-    if not rt.accepting:
-        raise ShuttingDown()
+    rt.check_accepting()  # before reading the body: a draining node refuses at once
     source, payloads = parse_submission(await json_body(request), settings(request).uploads_dir)
     job_id = await rt.submit(source, payloads or None)
     return JSON({"id": job_id, "status": "pending"}, status_code=201)
