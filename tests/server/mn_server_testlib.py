@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from job_manifests import command_job as command_job  # re-exported for the tests
+from job_manifests import quick_job  # re-exported for the tests
+from job_manifests import waiting_job as waiting_job
 
 from mncore.config import Settings
 from mncore.runtime import Runtime
@@ -57,43 +60,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-# -- manifests -----------------------------------------------------------------------------------
-
-
-def quick_job(graph_id: str = "quick") -> dict[str, Any]:
-    """Completes at once: a router feeding an aggregator that completes after one message."""
-    return {
-        "manifest_version": "1.0",
-        "graph_id": graph_id,
-        "entrypoints": ["r"],
-        "initial_inputs": {"r": [{"n": 1}]},
-        "nodes": [
-            {"node_id": "r", "agent_type": "router"},
-            {"node_id": "out", "agent_type": "aggregator", "config": {"complete_after": 1}},
-        ],
-        "edges": [{"from_node": "r", "to_node": "out", "message_type": "*"}],
-    }
-
-
-def waiting_job(graph_id: str = "waiting") -> dict[str, Any]:
-    """Stays running until a second message reaches ``r`` (send one with POST .../messages)."""
-    manifest = quick_job(graph_id)
-    manifest["nodes"][1]["config"]["complete_after"] = 2
-    return manifest
-
-
-def command_job(command: list[str], graph_id: str = "cmd") -> dict[str, Any]:
-    """One executor running ``command``; its success completes the job."""
-    return {
-        "manifest_version": "1.0",
-        "graph_id": graph_id,
-        "entrypoints": ["x"],
-        "initial_inputs": {"x": [{}]},
-        "nodes": [{"node_id": "x", "agent_type": "executor", "config": {"command": command, "complete_job": True}}],
-        "edges": [],
-    }
 
 
 def bundle_zip(
