@@ -57,6 +57,7 @@ class Runtime:
         self.accepting = True
         self._started = False
         self._drain_now: asyncio.Event | None = None
+        self._bundles: BundleRegistry | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> Runtime:
@@ -307,10 +308,9 @@ class Runtime:
     @property
     def bundles(self) -> BundleRegistry:
         """The bundle registry (operations.md §8), created on first use."""
-        registry = self.__dict__.get("_bundles")
-        if registry is None:
-            registry = self.__dict__["_bundles"] = BundleRegistry(self.settings)
-        return registry
+        if self._bundles is None:
+            self._bundles = BundleRegistry(self.settings)
+        return self._bundles
 
     def stream_events(
         self,

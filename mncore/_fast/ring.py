@@ -34,7 +34,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import _os, _ringops
-from ._bell import Bell
 from ._ringops import BUSY, DATA, EMPTY, FULL, LOST, OK, OWNED
 from .layout import (
     DEFAULT_CAPACITY,
@@ -80,13 +79,7 @@ class PyMailbox(SegmentHandle):
     _noun = "mailbox"
 
     def __init__(self, segment: Segment) -> None:
-        self._seg: Segment | None = segment
-        self._name = segment.name
-        self._mm: Any = segment.mm
-        self._fd = segment.fd
-        self._anchor: Any = ctypes.c_char.from_buffer(segment.mm)
-        self._lock = ctypes.c_void_p(ctypes.addressof(self._anchor) + HDR_LOCK)
-        self._bell = Bell(segment.path)
+        super().__init__(segment)
         self._enter()
         try:
             self._cap, max_record = _PAIR64.unpack_from(self._mm, MB_CAPACITY)

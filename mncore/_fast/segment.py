@@ -7,6 +7,7 @@ with the magic still zero; the structure initialises its lock and body, then
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import mmap
 import os
@@ -16,6 +17,7 @@ import time
 from typing import Any, Self
 
 from . import _os, layout
+from ._bell import Bell
 from ._os import pid_alive, wall_ms
 
 __all__ = ["Segment", "SegmentHandle", "cleanup_stale", "full_name", "shm_path", "unlink_segment"]
@@ -185,15 +187,18 @@ def _is_stale(path: str) -> bool:
 class SegmentHandle:
     """What every pure-Python structure on a segment shares: name, close/unlink, context manager,
     pickling by name, the doorbell fd and the lock-entry check. Subclasses set ``_noun`` and keep
-    ``_seg``, ``_name``, ``_bell``, ``_mm``, ``_anchor``, ``_lock`` and ``_repair``."""
+    ``_repair``; :meth:`__init__` maps the segment, its lock word and its doorbell."""
 
     _noun = "segment"
-    _seg: Any
-    _name: str
-    _bell: Any
-    _mm: Any
-    _anchor: Any
-    _lock: Any
+
+    def __init__(self, segment: Segment) -> None:
+        self._seg: Segment | None = segment
+        self._name = segment.name
+        self._mm: Any = segment.mm
+        self._fd = segment.fd
+        self._anchor: Any = ctypes.c_char.from_buffer(segment.mm)
+        self._lock = ctypes.c_void_p(ctypes.addressof(self._anchor) + layout.HDR_LOCK)
+        self._bell: Any = Bell(segment.path)
 
     @property
     def name(self) -> str:

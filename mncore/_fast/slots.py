@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _os, _slotops
-from ._bell import Bell
 from ._slotops import ERR_DUPLICATE, ERR_FULL, ERR_NONE, ERR_TOO_MANY, FORCE, TRY
 from .layout import (
     DEFAULT_MAX_LEASES,
@@ -83,13 +82,7 @@ class PySlotTable(SegmentHandle):
     _noun = "slot table"
 
     def __init__(self, segment: Segment) -> None:
-        self._seg: Segment | None = segment
-        self._name = segment.name
-        self._mm: Any = segment.mm
-        self._fd = segment.fd
-        self._anchor: Any = ctypes.c_char.from_buffer(segment.mm)
-        self._lock = ctypes.c_void_p(ctypes.addressof(self._anchor) + HDR_LOCK)
-        self._bell = Bell(segment.path)
+        super().__init__(segment)
         self._enter()
         try:
             npools, self._max = _PAIR32.unpack_from(self._mm, ST_NPOOLS)
